@@ -1,0 +1,258 @@
+"""The `comp` command line: argument parsing and printing only; the work lives in modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from comp.errors import CompError
+from comp.workspace import Workspace
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    help="Competition harness: fixed folds, honest CV, leaderboard, blends and submissions.",
+)
+# Piped output (a file, CI log) gets a wide table instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+class State:
+    workspace: Workspace
+
+
+state = State()
+
+
+@app.callback()
+def _workspace_option(
+    workspace: Annotated[
+        Optional[str],
+        typer.Option("--workspace", "-w", help="Workspace folder (default: $COMP_WORKSPACE or .)"),
+    ] = None,
+) -> None:
+    state.workspace = Workspace.locate(workspace)
+
+
+def _split(values: Optional[str]) -> list[str]:
+    return [v.strip() for v in (values or "").split(",") if v.strip()]
+
+
+@app.command()
+def init(
+    demo: Annotated[bool, typer.Option("--demo", help="Write the built-in synthetic competition.")] = False,
+    train: Annotated[Optional[str], typer.Option(help="Train file (CSV or parquet).")] = None,
+    test: Annotated[Optional[str], typer.Option(help="Test file (CSV or parquet).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Target column.")] = None,
+    text: Annotated[Optional[str], typer.Option(help="Text column(s), comma-separated.")] = None,
+    id: Annotated[Optional[str], typer.Option("--id", help="Id column (default: row number).")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Column of image paths, or a template.")] = None,
+    categorical: Annotated[Optional[str], typer.Option(help="Categorical columns.")] = None,
+    numeric: Annotated[Optional[str], typer.Option(help="Numeric columns.")] = None,
+    train_rows: Annotated[int, typer.Option(help="Demo: train rows.")] = 3000,
+    test_rows: Annotated[int, typer.Option(help="Demo: test rows.")] = 600,
+    classes: Annotated[int, typer.Option(help="Demo: leaf categories.")] = 60,
+    image_size: Annotated[int, typer.Option(help="Demo: image side in pixels.")] = 64,
+    no_images: Annotated[bool, typer.Option("--no-images", help="Demo: no images.")] = False,
+    seed: Annotated[int, typer.Option(help="Demo: generator seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing comp.toml.")] = False,
+) -> None:
+    """Write comp.toml (and, with --demo, a synthetic competition) in the workspace.
+
+    Examples:
+
+      comp init --demo
+
+      comp init --demo --train-rows 91120 --test-rows 16860 --classes 874 --no-images
+
+      comp init --train train.csv --test test.csv --target label --text title,body
+    """
+    from comp import scaffold
+
+    workspace = state.workspace
+    if demo:
+        from comp.demo import DemoSpec
+
+        spec = DemoSpec(train_rows=train_rows, test_rows=test_rows, classes=classes,
+                        image_size=None if no_images else image_size, seed=seed)
+        summary = scaffold.init_demo(workspace, spec, force)
+        out.print(
+            f"demo competition in {workspace.root}: {summary.train_rows} train, "
+            f"{summary.test_rows} test rows, {summary.classes} classes, "
+            f"{summary.images_written} images ({summary.missing_images} missing, "
+            f"{summary.corrupt_images} corrupt)"
+        )
+        return
+    if not (train and test and target and text):
+        raise CompError("comp init needs --demo, or --train, --test, --target and --text")
+    competition = scaffold.init_existing(
+        workspace, train, test, target, _split(text), id, image,
+        _split(categorical), _split(numeric), force,
+    )
+    out.print(
+        f"wrote {workspace.config_path}: {len(competition.train_frame)} train rows, "
+        f"{len(competition.test_frame)} test rows, {competition.n_classes} classes"
+    )
+
+
+@app.command()
+def folds(
+    n_folds: Annotated[Optional[int], typer.Option(help="Number of folds (default: comp.toml).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default: comp.toml).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace folds that existing runs use.")] = False,
+) -> None:
+    """Make the fixed, stratified folds in runs/folds.parquet (once per competition).
+
+    Example:
+
+      comp folds --n-folds 5 --seed 42
+    """
+    import numpy as np
+
+    from comp.data import Competition
+    from comp.folds import create_folds
+
+    workspace = state.workspace
+    competition = Competition.load(workspace)
+    config = competition.config.cv
+    made, changed = create_folds(
+        workspace, competition, n_folds or config.n_folds,
+        config.seed if seed is None else seed, force,
+    )
+    sizes = np.bincount(made.fold)
+    rare = int((np.bincount(competition.y) < made.n_folds).sum())
+    verb = "wrote" if changed else "unchanged:"
+    out.print(
+        f"{verb} {workspace.folds_path} ({made.n_folds} folds of {sizes.min()}-{sizes.max()} rows, "
+        f"hash {made.hash}; {rare} classes rarer than {made.n_folds} spread over folds)"
+    )
+
+
+@app.command()
+def run(
+    model: Annotated[Optional[str], typer.Argument(help="Model family, e.g. tfidf.")] = None,
+    fold: Annotated[str, typer.Option(help="'all' or one fold number.")] = "all",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Parameter key=value.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="A readable name for the run.")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Create or join the run with this id.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Finish the missing folds of a run.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Training seed (default: comp.toml).")] = None,
+) -> None:
+    """Train a model family on the fixed folds; store OOF and test predictions.
+
+    Examples:
+
+      comp run tfidf --fold all --set C=4 --name tfidf_c4
+
+      comp run fasttext --fold 0 --run-id ft_a   (then --fold 1 .. on other machines)
+
+      comp run --resume tfidf-1a2b3c
+    """
+    from comp import runner
+    from comp.models import available_models
+    from comp.progress import Reporter
+    from comp.typed import parse_overrides
+
+    workspace = state.workspace
+    with Reporter.open(err) as reporter:
+        if resume:
+            if model or set_:
+                raise CompError("--resume takes the model and parameters from the run: omit them")
+            record = runner.resume_run(workspace, resume, fold, reporter)
+        else:
+            if not model:
+                raise CompError(f"name a model ({', '.join(available_models())}) or --resume RUN")
+            request = runner.RunRequest(
+                model=model, params=parse_overrides(set_ or []), folds=fold,
+                name=name, run_id=run_id, seed=seed,
+            )
+            record = runner.start_run(workspace, request, reporter)
+    if record.status == "done":
+        out.print(
+            f"run {record.id}: {record.metric} {record.cv_score:.4f} "
+            f"(folds {record.fold_mean:.4f} ± {record.fold_std:.4f}, {record.duration_s:.1f}s)"
+        )
+    else:
+        out.print(
+            f"run {record.id}: {len(record.folds_done)}/{record.n_folds} folds done; "
+            f"finish with `comp run --resume {record.id}`"
+        )
+
+
+@app.command("leaderboard")
+def leaderboard_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every run, best CV score first, with per-fold spread, time and parents.
+
+    Example:
+
+      comp leaderboard --json | jq '.[0].id'
+    """
+    from comp.leaderboard import leaderboard
+
+    entries = leaderboard(state.workspace)
+    if as_json:
+        sys.stdout.write(json.dumps([e.row() for e in entries], indent=2) + "\n")
+        return
+    table = RichTable(title=f"leaderboard: {state.workspace.root}")
+    for column in ("#", "run", "name", "model", "cv", "folds mean ± std", "f1_macro",
+                   "accuracy", "log_loss", "time", "state", "parents"):
+        numeric = column not in {"run", "name", "model", "state", "parents"}
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+    for rank, entry in enumerate(entries, 1):
+        r = entry.record
+        spread = f"{_fmt(r.fold_mean)} ± {_fmt(r.fold_std)}" if r.fold_mean is not None else ""
+        table.add_row(
+            str(rank), r.id, r.name, r.model, _fmt(r.cv_score), spread,
+            _fmt(r.scores.get("f1_macro")), _fmt(r.scores.get("accuracy")),
+            _fmt(r.scores.get("log_loss")), f"{r.duration_s:.0f}s", entry.state,
+            ", ".join(r.parents),
+        )
+    out.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+@app.command("submit")
+def submit_command(
+    run_ref: Annotated[Optional[str], typer.Argument(help="Run id or name (default: best run).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Submission name (default: run id).")] = None,
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    force: Annotated[bool, typer.Option(help="Replace a submission of the same name.")] = False,
+) -> None:
+    """Write a validated submission file with provenance (submissions/<name>.csv + .json).
+
+    Examples:
+
+      comp submit                      (the best run on the leaderboard)
+
+      comp submit tfidf-1a2b3c --name s01 --format parquet
+    """
+    from comp.submit import submit
+
+    made = submit(state.workspace, run_ref, name, file_format, force)
+    cv = made.record.cv_score
+    out.print(f"submission {made.path} ({made.rows} rows) from run {made.record.id} "
+              f"({made.record.metric} {cv:.4f})")
+
+
+def main() -> None:
+    try:
+        app()
+    except CompError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

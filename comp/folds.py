@@ -1,0 +1,121 @@
+"""The fixed folds every run is trained and scored on.
+
+Folds are made once (`comp folds`), stored in runs/folds.parquet, and identified by a
+content hash that each run records; blending and resuming refuse runs on other folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from comp import atomic
+from comp.data import Competition
+from comp.errors import CompError
+from comp.store import RunStore
+from comp.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Folds:
+    ids: np.ndarray
+    fold: np.ndarray  # int8 fold number per train row, in train file order
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.fold.max()) + 1
+
+    @property
+    def hash(self) -> str:
+        return folds_hash(self.ids, self.fold)
+
+    def held_out(self, k: int) -> np.ndarray:
+        return np.flatnonzero(self.fold == k)
+
+    def training(self, k: int) -> np.ndarray:
+        return np.flatnonzero(self.fold != k)
+
+
+def make_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Stratified fold assignment that never drops a class.
+
+    Each class's rows are shuffled and dealt to folds in turn, continuing from where the
+    previous class stopped, so fold sizes differ by at most one row. Classes are dealt
+    largest first (ties in random order): the rare classes come last and consecutively,
+    so classes rarer than `n_folds` are spread evenly over the folds.
+    """
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    shuffled = rng.permutation(len(classes))
+    order = shuffled[np.argsort(-counts[shuffled], kind="stable")]
+    fold = np.empty(len(y), dtype=np.int8)
+    offset = 0
+    for cls in classes[order]:
+        rows = rng.permutation(np.flatnonzero(y == cls))
+        fold[rows] = (offset + np.arange(len(rows))) % n_folds
+        offset = (offset + len(rows)) % n_folds
+    return fold
+
+
+def folds_hash(ids: np.ndarray, fold: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(np.asarray(ids).astype(str).astype("U").tobytes())
+    digest.update(np.asarray(fold, dtype=np.int8).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def write_folds(workspace: Workspace, competition: Competition, folds: Folds) -> None:
+    frame = pd.DataFrame({competition.config.id_column: folds.ids, "fold": folds.fold})
+    buffer = frame.to_parquet(index=False)
+    atomic.write_bytes(workspace.folds_path, buffer)
+
+
+def load_folds(workspace: Workspace, competition: Competition) -> Folds:
+    """The stored folds, checked against the current train file."""
+    if not workspace.folds_path.exists():
+        raise CompError("no folds yet: run `comp folds` first")
+    frame = pd.read_parquet(workspace.folds_path)
+    id_column = competition.config.id_column
+    if id_column not in frame.columns or "fold" not in frame.columns:
+        raise CompError(f"{workspace.folds_path} lacks the columns {id_column!r} and 'fold'")
+    folds = Folds(ids=frame[id_column].to_numpy(), fold=frame["fold"].to_numpy(np.int8))
+    train_ids = competition.train_ids
+    if len(folds.ids) != len(train_ids) or not np.array_equal(
+        folds.ids.astype(str), train_ids.astype(str)
+    ):
+        raise CompError(
+            "runs/folds.parquet does not match the train file (rows or ids differ): "
+            "run `comp folds --force` to remake folds for the new data"
+        )
+    return folds
+
+
+def create_folds(
+    workspace: Workspace, competition: Competition, n_folds: int, seed: int, force: bool
+) -> tuple[Folds, bool]:
+    """Make and store the fixed folds; returns them and whether the file changed.
+
+    Folds never change under existing runs unless forced: those runs would no longer be
+    comparable with new ones, and blending would refuse them.
+    """
+    if n_folds < 2:
+        raise CompError(f"--n-folds must be at least 2, got {n_folds}")
+    if n_folds > len(competition.y):
+        raise CompError(f"{n_folds} folds is more than the {len(competition.y)} train rows")
+    new = Folds(ids=competition.train_ids, fold=make_folds(competition.y, n_folds, seed))
+    if workspace.folds_path.exists():
+        frame = pd.read_parquet(workspace.folds_path)
+        old_hash = folds_hash(frame.iloc[:, 0].to_numpy(), frame["fold"].to_numpy())
+        if old_hash == new.hash:
+            return new, False
+        users = [r.id for r in RunStore(workspace.runs).all() if r.folds_hash == old_hash]
+        if users and not force:
+            raise CompError(
+                f"runs/folds.parquet already exists and {len(users)} runs use it "
+                f"(e.g. {users[0]}); new folds would make them incomparable: pass --force"
+            )
+    write_folds(workspace, competition, new)
+    return new, True

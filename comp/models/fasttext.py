@@ -1,0 +1,81 @@
+"""fastText supervised classifier on the shared product text: the classic fast baseline."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from comp.data import Table
+from comp.models.base import FoldContext, Model
+
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+def fasttext_tokens(text: str) -> str:
+    """Lower-cased words separated by single spaces: fastText splits on whitespace only,
+    so punctuation glued to a word would otherwise make a new token."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+@dataclass
+class FastTextParams:
+    epoch: int = 25
+    lr: float = 0.5
+    wordNgrams: int = 2
+    dim: int = 100
+    minCount: int = 1
+    minn: int = 0
+    maxn: int = 0
+    loss: Literal["softmax", "hs", "ova"] = "softmax"
+    bucket: int = 200_000
+    thread: int = 1
+    """fastText's Hogwild training is only reproducible with one thread."""
+
+
+class FastText(Model):
+    family = "fasttext"
+    Params = FastTextParams
+
+    def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
+        import fasttext
+
+        path = ctx.workdir / "fasttext_train.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            for label, text in zip(train.y, train.text, strict=True):
+                handle.write(f"__label__{label} {fasttext_tokens(text)}\n")
+        params = self.params
+        self._model = fasttext.train_supervised(
+            input=str(path),
+            epoch=params.epoch,
+            lr=params.lr,
+            wordNgrams=params.wordNgrams,
+            dim=params.dim,
+            minCount=params.minCount,
+            minn=params.minn,
+            maxn=params.maxn,
+            loss=params.loss,
+            bucket=params.bucket,
+            thread=params.thread,
+            seed=ctx.seed,
+            verbose=0,
+        )
+        path.unlink()
+        self._n_classes = ctx.n_classes
+
+    def predict_proba(self, rows: Table) -> np.ndarray:
+        labels, probs = self._model.predict([fasttext_tokens(t) for t in rows.text], k=-1)
+        proba = np.zeros((len(rows), self._n_classes), dtype=np.float32)
+        prefix = len("__label__")
+        for row, (row_labels, row_probs) in enumerate(zip(labels, probs, strict=True)):
+            columns = [int(label[prefix:]) for label in row_labels]
+            proba[row, columns] = row_probs
+        # fastText floors every probability at 1e-5, so rows sum to slightly above one
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def embed(self, rows: Table) -> np.ndarray:
+        vectors = [self._model.get_sentence_vector(fasttext_tokens(t)) for t in rows.text]
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,177 @@
+"""The run store: runs/<run_id>/ with run.json, oof.npy, test.npy and per-fold outputs.
+
+Its layout is a contract that other tools read (DESIGN.md). Every write is atomic; a fold
+is done exactly when its fold.json exists, which is written after its arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from comp import atomic
+from comp.errors import CompError
+
+RUN_FILE = "run.json"
+FOLD_FILE = "fold.json"
+
+
+@dataclass
+class RunRecord:
+    """run.json. The first block of fields is the contract of DESIGN.md; the rest is extra."""
+
+    id: str
+    name: str
+    model: str
+    params: dict[str, Any]
+    status: str  # running | done | failed
+    created_at: str
+    duration_s: float
+    folds_hash: str
+    data_hash: str
+    metric: str
+    cv_score: float | None
+    fold_scores: list[float | None]
+    classes: list[Any]
+    parents: list[str] = field(default_factory=list)
+    n_folds: int = 0
+    seed: int = 0
+    folds_done: list[int] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    fold_mean: float | None = None
+    fold_std: float | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    git_commit: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FoldOutput:
+    """What one fold model produced for its held-out rows and for the test rows."""
+
+    valid_proba: np.ndarray
+    test_proba: np.ndarray
+    valid_emb: np.ndarray | None = None
+    test_emb: np.ndarray | None = None
+
+
+class RunStore:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def fold_dir(self, run_id: str, fold: int) -> Path:
+        return self.run_dir(run_id) / "folds" / str(fold)
+
+    def new_run_dir(self, stem: str) -> str:
+        """Reserve a fresh run id `<stem>-<6 hex>`; mkdir is the atomic claim."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_id = f"{stem}-{os.urandom(3).hex()}"
+            try:
+                self.run_dir(run_id).mkdir()
+                return run_id
+            except FileExistsError:
+                continue
+
+    def exists(self, run_id: str) -> bool:
+        return (self.run_dir(run_id) / RUN_FILE).exists()
+
+    def save(self, record: RunRecord) -> None:
+        atomic.write_json(self.run_dir(record.id) / RUN_FILE, record.to_json())
+
+    def load(self, run_id: str) -> RunRecord:
+        path = self.run_dir(run_id) / RUN_FILE
+        try:
+            return RunRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise CompError(f"unknown run {run_id!r}: `comp leaderboard` lists the runs") from None
+        except (json.JSONDecodeError, TypeError) as error:
+            raise CompError(f"{path} is not a valid run record: {error}") from None
+
+    def resolve(self, ref: str) -> RunRecord:
+        """A run by id, or by name when exactly one run has that name."""
+        if self.exists(ref):
+            return self.load(ref)
+        named = [r for r in self.all() if r.name == ref]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            ids = ", ".join(r.id for r in named)
+            raise CompError(f"several runs are named {ref!r} ({ids}): give the run id")
+        raise CompError(f"unknown run {ref!r}: `comp leaderboard` lists the runs")
+
+    def all(self) -> list[RunRecord]:
+        """Every readable run; folders without run.json (a run being created) are skipped."""
+        if not self.root.exists():
+            return []
+        records = []
+        for path in sorted(self.root.glob(f"*/{RUN_FILE}")):
+            try:
+                records.append(RunRecord.from_json(json.loads(path.read_text(encoding="utf-8"))))
+            except (json.JSONDecodeError, TypeError, OSError):
+                continue
+        return records
+
+    def locked(self, run_id: str):
+        """Serialise read-modify-write of run.json between processes sharing runs/."""
+        return atomic.locked(self.run_dir(run_id) / ".lock")
+
+    def fold_lock(self, run_id: str, fold: int):
+        """Held while a process trains this fold, so a second process skips it."""
+        return atomic.try_locked(self.fold_dir(run_id, fold) / ".lock")
+
+    def fold_in_progress(self, run_id: str, fold: int) -> bool:
+        return atomic.is_locked(self.fold_dir(run_id, fold) / ".lock")
+
+    def fold_done(self, run_id: str, fold: int) -> bool:
+        return (self.fold_dir(run_id, fold) / FOLD_FILE).exists()
+
+    def write_fold(self, run_id: str, fold: int, output: FoldOutput, meta: dict[str, Any]) -> None:
+        folder = self.fold_dir(run_id, fold)
+        arrays = {
+            "valid.npy": output.valid_proba,
+            "test.npy": output.test_proba,
+            "emb_valid.npy": output.valid_emb,
+            "emb_test.npy": output.test_emb,
+        }
+        for name, array in arrays.items():
+            if array is not None:
+                atomic.save_npy(folder / name, array)
+        atomic.write_json(folder / FOLD_FILE, meta)  # last: marks the fold done
+
+    def fold_meta(self, run_id: str, fold: int) -> dict[str, Any]:
+        return json.loads((self.fold_dir(run_id, fold) / FOLD_FILE).read_text(encoding="utf-8"))
+
+    def fold_array(self, run_id: str, fold: int, name: str) -> np.ndarray | None:
+        path = self.fold_dir(run_id, fold) / f"{name}.npy"
+        return np.load(path) if path.exists() else None
+
+    def array(self, run_id: str, name: str, mmap: bool = False) -> np.ndarray:
+        """oof, test, emb_oof or emb_test of a finished run."""
+        path = self.run_dir(run_id) / f"{name}.npy"
+        if not path.exists():
+            raise CompError(f"run {run_id} has no {name}.npy (status: {self.load(run_id).status})")
+        return np.load(path, mmap_mode="r" if mmap else None)
+
+    def discard(self, run_id: str) -> None:
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)

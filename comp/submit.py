@@ -1,0 +1,111 @@
+"""Submission files: validated against the test set, with provenance beside them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp import atomic
+from comp.data import Competition
+from comp.errors import CompError
+from comp.leaderboard import leaderboard
+from comp.runner import now
+from comp.store import RunRecord, RunStore
+from comp.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Submission:
+    path: Path
+    record: RunRecord
+    rows: int
+
+
+def submit(
+    workspace: Workspace,
+    run_ref: str | None,
+    name: str | None = None,
+    file_format: str = "csv",
+    force: bool = False,
+) -> Submission:
+    if file_format not in {"csv", "parquet"}:
+        raise CompError(f"--format must be csv or parquet, got {file_format!r}")
+    competition = Competition.load(workspace)
+    store = RunStore(workspace.runs)
+    record = store.resolve(run_ref) if run_ref else _best_run(workspace)
+    if record.status != "done":
+        raise CompError(f"run {record.id} is not finished (status: {record.status})")
+    if record.data_hash != competition.data_hash:
+        raise CompError(f"run {record.id} was made on other data: its test rows may not match")
+    if record.classes != competition.classes:
+        raise CompError(f"run {record.id} has other classes than the current train file")
+    name = name or record.id
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise CompError(f"--name may hold letters, digits, '-', '_' and '.', got {name!r}")
+    path = workspace.submissions / f"{name}.{file_format}"
+    if path.exists() and not force:
+        raise CompError(f"{path} exists: choose another --name or pass --force")
+
+    proba = store.array(record.id, "test")
+    frame = _frame(competition, proba)
+    content = _encode(frame, file_format)
+    atomic.write_bytes(path, content)
+    atomic.write_json(path.with_suffix(".json"), {
+        "name": name,
+        "file": path.name,
+        "format": file_format,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "rows": len(frame),
+        "run_id": record.id,
+        "run_name": record.name,
+        "model": record.model,
+        "metric": record.metric,
+        "cv_score": record.cv_score,
+        "folds_hash": record.folds_hash,
+        "data_hash": record.data_hash,
+        "created_at": now(),
+    })
+    return Submission(path=path, record=record, rows=len(frame))
+
+
+def _best_run(workspace: Workspace) -> RunRecord:
+    done = [e.record for e in leaderboard(workspace) if e.state == "done"]
+    if not done:
+        raise CompError("no finished run on the current folds and data: `comp run MODEL` first")
+    return done[0]
+
+
+def _frame(competition: Competition, proba: np.ndarray) -> pd.DataFrame:
+    """One row per test product with a known class; anything else is refused."""
+    test_ids = competition.test_ids
+    if proba.shape != (len(test_ids), competition.n_classes):
+        raise CompError(
+            f"test predictions have shape {proba.shape}, expected "
+            f"{(len(test_ids), competition.n_classes)}"
+        )
+    if not np.isfinite(proba).all():
+        raise CompError("test predictions contain NaN or infinite values")
+    classes = np.asarray(competition.classes, dtype=object)
+    config = competition.config
+    frame = pd.DataFrame({
+        config.id_column: test_ids,
+        f"predicted_{config.data.target}": classes[proba.argmax(axis=1)],
+    })
+    if frame[config.id_column].duplicated().any():
+        raise CompError("the submission would repeat a test id")
+    if len(frame) != len(test_ids) or frame.isna().any().any():
+        raise CompError("the submission does not have exactly one prediction per test row")
+    return frame
+
+
+def _encode(frame: pd.DataFrame, file_format: str) -> bytes:
+    if file_format == "parquet":
+        return frame.to_parquet(index=False)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue().encode("utf-8")

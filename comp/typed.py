@@ -1,0 +1,123 @@
+"""Build typed dataclasses from untyped mappings (TOML tables, `--set key=value` overrides).
+
+One coercion routine serves the competition config and every model's parameters, so a
+wrong key or value gets the same clear error wherever it was written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from comp.errors import CompError
+
+T = TypeVar("T")
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
+    """Instantiate dataclass `cls` from `values`, coercing each value to its field's type.
+
+    `where` names the source in error messages (e.g. "comp.toml [data]" or "--set").
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise CompError(
+            f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(fields))})"
+        )
+    kwargs = {name: coerce(value, hints[name], f"{where} {name}") for name, value in values.items()}
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise CompError(f"{where}: missing required key {missing[0]!r}")
+    return cls(**kwargs)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """Split `key=value` strings from the command line; values stay strings until `build`."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CompError(f"--set expects key=value, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def coerce(value: Any, tp: Any, name: str) -> Any:
+    """Convert `value` (a native TOML value or a command-line string) to type `tp`."""
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return build(tp, value, name)
+        raise CompError(f"{name} must be a table, got {value!r}")
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in {"none", "null", ""}):
+            if type(None) in get_args(tp):
+                return None
+        errors = []
+        for option in options:
+            try:
+                return coerce(value, option, name)
+            except CompError as error:
+                errors.append(str(error))
+        raise CompError(errors[0])
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            shown = ", ".join(map(str, choices))
+            raise CompError(f"{name} must be one of {shown}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        (item_type, *_) = get_args(tp) or (str,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise CompError(f"{name} must be a list, got {value!r}")
+        return [coerce(v, item_type, name) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise CompError(f"{name} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise CompError(f"{name} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise CompError(f"{name} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise CompError(f"{name} must be a string, got {value!r}")
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported field type {tp!r} for {name}")

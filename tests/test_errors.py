@@ -1,0 +1,78 @@
+"""Every mistake a user can make ends in one sentence and exit code 2, never a traceback."""
+
+import pandas as pd
+import pytest
+
+from tests.conftest import comp
+
+
+def _one_clear_line(result, *fragments):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert message.startswith("error:") and message.count("\n") == 0, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def _edit_config(ws, old, new):
+    path = ws / "comp.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_no_config(tmp_path):
+    _one_clear_line(comp("folds", workspace=tmp_path, check=False), "comp init")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragments"),
+    [
+        ("[cv]", "[cv]\nn_fold = 3", ["unknown key 'n_fold'", "n_folds"]),
+        ("n_folds = 5", "n_folds = \"five\"", ["n_folds must be an integer"]),
+        ('metric = "f1_weighted"', 'metric = "auc"', ["unknown metric 'auc'"]),
+        ('train = "data/train.parquet"', 'train = "data/nope.parquet"', ["does not exist"]),
+        ('numeric = ["rating", "sale"]', 'numeric = ["rating", "price"]', ["no column 'price'"]),
+        ("[data]", "[data", ["not valid TOML"]),
+    ],
+)
+def test_config_errors(tiny, old, new, fragments):
+    _edit_config(tiny, old, new)
+    _one_clear_line(comp("run", "tfidf", workspace=tiny, check=False), *fragments)
+
+
+def test_target_in_test_file(tiny):
+    test = pd.read_parquet(tiny / "data/test.parquet")
+    test["category_id"] = 1
+    test.to_parquet(tiny / "data/test.parquet")
+    _one_clear_line(comp("folds", workspace=tiny, check=False), "target column", "leak")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run", "nosuchmodel"], ["unknown model 'nosuchmodel'", "tfidf"]),
+        (["run", "tfidf", "--set", "C"], ["key=value"]),
+        (["run", "tfidf", "--set", "Cx=1"], ["unknown key 'Cx'"]),
+        (["run", "tfidf", "--set", "C=big"], ["C must be a number"]),
+        (["run", "tfidf", "--set", "classifier=svm"], ["must be one of logreg, sgd"]),
+        (["run", "tfidf", "--fold", "7"], ["out of range"]),
+        (["run", "--resume", "nope"], ["unknown run 'nope'"]),
+        (["submit", "nope"], ["unknown run 'nope'"]),
+        (["submit"], ["no finished run"]),
+    ],
+)
+def test_cli_misuse(tiny, args, fragments):
+    _one_clear_line(comp(*args, workspace=tiny, check=False), *fragments)
+
+
+def test_folds_missing(tiny):
+    (tiny / "runs/folds.parquet").unlink()
+    _one_clear_line(comp("run", "tfidf", workspace=tiny, check=False), "comp folds")
+
+
+def test_every_command_has_help_with_an_example(tiny):
+    for command in ("init", "folds", "run", "leaderboard", "submit"):
+        result = comp(command, "--help", workspace=tiny)
+        assert "comp " + command in result.stdout.replace("\n", " "), command
