@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,28 +35,28 @@ state = State()
 @app.callback()
 def _workspace_option(
     workspace: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--workspace", "-w", help="Workspace folder (default: $COMP_WORKSPACE or .)"),
     ] = None,
 ) -> None:
     state.workspace = Workspace.locate(workspace)
 
 
-def _split(values: Optional[str]) -> list[str]:
+def _split(values: str | None) -> list[str]:
     return [v.strip() for v in (values or "").split(",") if v.strip()]
 
 
 @app.command()
 def init(
     demo: Annotated[bool, typer.Option("--demo", help="Write the built-in synthetic competition.")] = False,
-    train: Annotated[Optional[str], typer.Option(help="Train file (CSV or parquet).")] = None,
-    test: Annotated[Optional[str], typer.Option(help="Test file (CSV or parquet).")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Target column.")] = None,
-    text: Annotated[Optional[str], typer.Option(help="Text column(s), comma-separated.")] = None,
-    id: Annotated[Optional[str], typer.Option("--id", help="Id column (default: row number).")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Column of image paths, or a template.")] = None,
-    categorical: Annotated[Optional[str], typer.Option(help="Categorical columns.")] = None,
-    numeric: Annotated[Optional[str], typer.Option(help="Numeric columns.")] = None,
+    train: Annotated[str | None, typer.Option(help="Train file (CSV or parquet).")] = None,
+    test: Annotated[str | None, typer.Option(help="Test file (CSV or parquet).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
+    text: Annotated[str | None, typer.Option(help="Text column(s), comma-separated.")] = None,
+    id: Annotated[str | None, typer.Option("--id", help="Id column (default: row number).")] = None,
+    image: Annotated[str | None, typer.Option(help="Column of image paths, or a template.")] = None,
+    categorical: Annotated[str | None, typer.Option(help="Categorical columns.")] = None,
+    numeric: Annotated[str | None, typer.Option(help="Numeric columns.")] = None,
     train_rows: Annotated[int, typer.Option(help="Demo: train rows.")] = 3000,
     test_rows: Annotated[int, typer.Option(help="Demo: test rows.")] = 600,
     classes: Annotated[int, typer.Option(help="Demo: leaf categories.")] = 60,
@@ -105,8 +105,8 @@ def init(
 
 @app.command()
 def folds(
-    n_folds: Annotated[Optional[int], typer.Option(help="Number of folds (default: comp.toml).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed (default: comp.toml).")] = None,
+    n_folds: Annotated[int | None, typer.Option(help="Number of folds (default: comp.toml).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: comp.toml).")] = None,
     force: Annotated[bool, typer.Option(help="Replace folds that existing runs use.")] = False,
 ) -> None:
     """Make the fixed, stratified folds in runs/folds.parquet (once per competition).
@@ -138,13 +138,13 @@ def folds(
 
 @app.command()
 def run(
-    model: Annotated[Optional[str], typer.Argument(help="Model family, e.g. tfidf.")] = None,
+    model: Annotated[str | None, typer.Argument(help="Model family, e.g. tfidf.")] = None,
     fold: Annotated[str, typer.Option(help="'all' or one fold number.")] = "all",
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Parameter key=value.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="A readable name for the run.")] = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Create or join the run with this id.")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Finish the missing folds of a run.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Training seed (default: comp.toml).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Parameter key=value.")] = None,
+    name: Annotated[str | None, typer.Option(help="A readable name for the run.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Create or join the run with this id.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Finish the missing folds of a run.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed (default: comp.toml).")] = None,
 ) -> None:
     """Train a model family on the fixed folds; store OOF and test predictions.
 
@@ -220,14 +220,108 @@ def leaderboard_command(
     out.print(table)
 
 
+@app.command("blend")
+def blend_command(
+    runs: Annotated[list[str] | None, typer.Argument(help="Runs to blend (default: all finished).")] = None,
+    method: Annotated[str, typer.Option(help="caruana | optimize | stack | weights.")] = "caruana",
+    metric: Annotated[str | None, typer.Option(help="What to optimise (default: comp.toml).")] = None,
+    iterations: Annotated[int, typer.Option(help="Caruana: picks with replacement.")] = 50,
+    init: Annotated[int, typer.Option(help="Caruana: start from the N best solo runs.")] = 0,
+    bags: Annotated[int, typer.Option(help="Caruana: bag the library N times (1 = off).")] = 1,
+    top: Annotated[int | None, typer.Option(help="Only the N best runs by CV.")] = None,
+    weights: Annotated[str | None, typer.Option(help="RUN_A=0.7,RUN_B=0.3 (method weights).")] = None,
+    temperature: Annotated[bool, typer.Option(help="Optimize: per-run temperature first.")] = False,
+    meta: Annotated[str, typer.Option(help="Stack: logreg or lightgbm.")] = "logreg",
+    seed: Annotated[int, typer.Option(help="Seed for ties and bagging.")] = 0,
+    name: Annotated[str | None, typer.Option(help="A readable name for the blend run.")] = None,
+    explain: Annotated[bool, typer.Option(help="Show weights, solo scores and diversity.")] = False,
+) -> None:
+    """Search ensemble weights on OOF predictions; the blend becomes a run, scored nested.
+
+    Examples:
+
+      comp blend
+
+      comp blend RUN_A RUN_B RUN_C --method caruana --metric f1_weighted --iterations 50
+
+      comp blend --top 10 --method stack
+
+      comp blend RUN_A RUN_B --weights RUN_A=0.7,RUN_B=0.3 --explain
+    """
+    from comp.blend import BlendRequest, blend
+
+    given = {}
+    if weights:
+        method = "weights"
+        for pair in _split(weights):
+            ref, sep, value = pair.partition("=")
+            try:
+                given[ref.strip()] = float(value)
+            except ValueError:
+                raise CompError(f"--weights expects RUN=NUMBER pairs, got {pair!r}") from None
+            if not sep:
+                raise CompError(f"--weights expects RUN=NUMBER pairs, got {pair!r}")
+    request = BlendRequest(
+        runs=runs or [], top=top, method=method, metric=metric, iterations=iterations,
+        init=init, bags=bags, seed=seed, weights=given, temperature=temperature, meta=meta,
+        name=name,
+    )
+    record = blend(state.workspace, request)
+    details = record.details
+    out.print(
+        f"blend {record.id}: {record.metric} {record.cv_score:.4f} nested "
+        f"(in-sample {details['in_sample_score']:.4f}) from {len(record.parents)} runs"
+    )
+    if explain:
+        _print_explain(record)
+
+
+def _print_explain(record) -> None:
+    from comp.blend import explain_rows
+
+    table = RichTable(title=f"blend {record.id}")
+    for column in ("parent", "model", "solo cv", "weight", "mean corr", "disagreement"):
+        table.add_column(column, justify="left" if column in {"parent", "model"} else "right",
+                         no_wrap=True)
+    for row in explain_rows(record):
+        table.add_row(row["id"], row["model"], _fmt(row["cv_score"]),
+                      "" if row["weight"] is None else f"{row['weight']:.3f}",
+                      _fmt(row["mean_correlation"]), _fmt(row["mean_disagreement"]))
+    out.print(table)
+    trajectory = record.details["full_fit"].get("trajectory")
+    if trajectory:
+        shown = ", ".join(f"{v:.4f}" for v in trajectory[:: max(1, len(trajectory) // 10)])
+        out.print(f"selection trajectory ({len(trajectory)} picks): {shown}")
+
+
+@app.command("import")
+def import_command(
+    folder: Annotated[str, typer.Argument(help="Folder with oof and test predictions.")],
+    name: Annotated[str, typer.Option(help="A readable name for the run.")],
+) -> None:
+    """Make predictions from elsewhere a run: oof.npy + test.npy (run-store layout), or
+    oof/test as parquet or CSV with the id column and one column per class.
+
+    Example:
+
+      comp import preds/ --name kaggle_nb_1
+    """
+    from pathlib import Path
+
+    from comp.importer import import_run
+
+    record = import_run(state.workspace, Path(folder), name)
+    out.print(f"imported {record.id}: {record.metric} {record.cv_score:.4f} on the current folds")
+
+
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
 @app.command("submit")
 def submit_command(
-    run_ref: Annotated[Optional[str], typer.Argument(help="Run id or name (default: best run).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Submission name (default: run id).")] = None,
+    run_ref: Annotated[str | None, typer.Argument(help="Run id or name (default: best run).")] = None,
+    name: Annotated[str | None, typer.Option(help="Submission name (default: run id).")] = None,
     file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     force: Annotated[bool, typer.Option(help="Replace a submission of the same name.")] = False,
 ) -> None:

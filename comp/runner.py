@@ -231,14 +231,61 @@ def _assemble_if_complete(store: RunStore, run_id: str, competition, folds: Fold
         record.stats = _sum_stats(m.get("stats", {}) for m in metas.values())
         if len(done) == folds.n_folds and record.status != "done":
             _write_run_arrays(store, run_id, folds, len(competition.test_ids))
-            oof = store.array(run_id, "oof")
-            record.scores = score_all(competition.y, oof)
-            record.cv_score = record.scores[record.metric]
-            fold_scores = np.array(record.fold_scores, dtype=float)
-            record.fold_mean, record.fold_std = float(fold_scores.mean()), float(fold_scores.std())
-            record.status, record.error, record.finished_at = "done", None, now()
+            _mark_done(record, competition.y, store.array(run_id, "oof"))
         store.save(record)
         return record
+
+
+def _mark_done(record: RunRecord, y: np.ndarray, oof: np.ndarray) -> None:
+    record.scores = score_all(y, oof)
+    record.cv_score = record.scores[record.metric]
+    fold_scores = np.array(record.fold_scores, dtype=float)
+    record.fold_mean, record.fold_std = float(fold_scores.mean()), float(fold_scores.std())
+    record.status, record.error, record.finished_at = "done", None, now()
+
+
+def store_precomputed_run(
+    workspace: Workspace,
+    competition: Competition,
+    folds: Folds,
+    *,
+    name: str,
+    model: str,
+    params: dict[str, Any],
+    oof: np.ndarray,
+    test: np.ndarray,
+    parents: list[str] | None = None,
+    seed: int = 0,
+    duration_s: float = 0.0,
+    details: dict[str, Any] | None = None,
+) -> RunRecord:
+    """Store predictions made outside the fold loop (a blend, an import) as a finished run,
+    laid out like any other: per-fold outputs first, then oof/test, then status done."""
+    store = RunStore(workspace.runs)
+    metric = METRICS[competition.config.cv.metric]
+    oof = checked_proba(oof, len(competition.y), competition.n_classes)
+    test = checked_proba(test, len(competition.test_ids), competition.n_classes)
+    run_id = store.new_run_dir(_slug(name))
+    record = RunRecord(
+        id=run_id, name=name, model=model, params=params, status="running", created_at=now(),
+        duration_s=round(duration_s, 3), folds_hash=folds.hash, data_hash=competition.data_hash,
+        metric=metric.name, cv_score=None, fold_scores=[None] * folds.n_folds,
+        classes=competition.classes, parents=parents or [], n_folds=folds.n_folds, seed=seed,
+        version=__version__, git_commit=_git_commit(workspace.root), details=details or {},
+    )
+    store.save(record)
+    for k in range(folds.n_folds):
+        held_out = folds.held_out(k)
+        score = metric(competition.y[held_out], oof[held_out])
+        record.fold_scores[k] = score
+        store.write_fold(run_id, k, FoldOutput(valid_proba=oof[held_out], test_proba=test),
+                         {"fold": k, "score": score, "n_valid": len(held_out)})
+    atomic.save_npy(store.run_dir(run_id) / "oof.npy", oof)
+    atomic.save_npy(store.run_dir(run_id) / "test.npy", test)
+    record.folds_done = list(range(folds.n_folds))
+    _mark_done(record, competition.y, oof)
+    store.save(record)
+    return record
 
 
 def _write_run_arrays(store: RunStore, run_id: str, folds: Folds, n_test: int) -> None:

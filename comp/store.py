@@ -50,6 +50,8 @@ class RunRecord:
     finished_at: str | None = None
     error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    """Family-specific facts, e.g. a blend's weights, trajectory and diversity."""
     version: str = ""
     git_commit: str | None = None
 

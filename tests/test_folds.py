@@ -28,11 +28,11 @@ def test_rare_classes_are_spread_never_dropped():
     y = _long_tail_labels()
     fold = make_folds(y, 5, seed=1)
     assert len(fold) == len(y) and set(fold) == set(range(5))
-    for cls, count in zip(*np.unique(y, return_counts=True)):
+    for cls, count in zip(*np.unique(y, return_counts=True), strict=True):
         if count <= 5:  # every row of a rare class lands in a different fold
             assert len(set(fold[y == cls])) == count
     # the single-row classes do not all pile into fold 0
-    singletons = [c for c, n in zip(*np.unique(y, return_counts=True)) if n == 1]
+    singletons = [c for c, n in zip(*np.unique(y, return_counts=True), strict=True) if n == 1]
     assert len({int(fold[y == c][0]) for c in singletons}) == len(singletons)
 
 

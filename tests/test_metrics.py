@@ -3,7 +3,11 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.metrics import log_loss as sk_log_loss
 
-from comp.metrics import accuracy, f1_macro, f1_weighted, log_loss
+from comp.metrics import METRICS
+
+f1_weighted, f1_macro, accuracy, log_loss = (
+    METRICS[name] for name in ("f1_weighted", "f1_macro", "accuracy", "log_loss")
+)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -1,0 +1,134 @@
+"""Ensemble selection (Caruana et al., 2004; AutoGluon's WeightedEnsemble), made fast.
+
+Greedy forward selection with replacement: each iteration adds the library run that most
+improves the metric of the running average. The straightforward version builds an
+N × C mixture per candidate; here a candidate costs O(N × K):
+- log loss needs only each row's true-class probability, a running sum of N numbers;
+- an argmax metric needs each row's winning class of `total + P_m`. Only classes in the
+  candidate's top K can beat the ensemble's current winner by more than the candidate's
+  K-th probability, so the winner is found among those K columns, and rows where that
+  bound cannot certify it (rare) are recomputed densely. The result is exactly the dense
+  argmax: same float32 sums, same comparisons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from comp.blend.library import CHUNK_ROWS, RunProbabilities
+from comp.metrics import Metric, log_loss_true
+
+
+@dataclass
+class Selection:
+    counts: np.ndarray  # times each library run was picked
+    trajectory: list[float] = field(default_factory=list)  # score after each pick
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.counts / self.counts.sum()
+
+
+class _RowView:
+    """One run's precomputed arrays restricted to the rows being fitted."""
+
+    def __init__(self, run: RunProbabilities, rows: np.ndarray):
+        self.dense = run.dense
+        self.rows = rows
+        self.true_proba = run.true_proba[rows]
+        self.top_index = run.top_index[rows]
+        self.top_value = run.top_value[rows]
+        self.kth_value = run.kth_value[rows]
+
+
+def ensemble_selection(
+    library: list[RunProbabilities],
+    y: np.ndarray,
+    rows: np.ndarray,
+    metric: Metric,
+    iterations: int,
+    init: int = 0,
+    seed: int = 0,
+) -> Selection:
+    """Select with replacement for `iterations` picks, the first `init` being the best
+    distinct solo runs (Caruana's sorted initialisation); ties on the metric go to the
+    lower log loss, then to chance."""
+    rng = np.random.default_rng(seed)
+    views = [_RowView(run, rows) for run in library]
+    state = _Ensemble(views, y[rows], metric)
+    selection = Selection(counts=np.zeros(len(library), dtype=np.int64))
+    if init:
+        solo = np.array([state.score_with(m) for m in range(len(views))])
+        order = np.argsort(-solo if metric.greater_is_better else solo, kind="stable")
+        for m in order[: min(init, len(views))]:
+            state.add(m)
+            selection.counts[m] += 1
+            selection.trajectory.append(state.score_with(None))
+    while selection.counts.sum() < iterations:
+        scores = np.array([state.score_with(m) for m in range(len(views))])
+        target = scores.max() if metric.greater_is_better else scores.min()
+        tied = np.flatnonzero(scores == target)
+        if len(tied) > 1:
+            # argmax metrics plateau: a run that changes no prediction ties with the best;
+            # the mixture's log loss tells them apart before chance does
+            losses = np.array([state.log_loss_with(m) for m in tied])
+            tied = tied[losses == losses.min()]
+        best = int(rng.choice(tied))
+        state.add(best)
+        selection.counts[best] += 1
+        selection.trajectory.append(float(scores[best]))
+    return selection
+
+
+class _Ensemble:
+    """The running sum of picked runs over the fitted rows, and the metric of adding one."""
+
+    def __init__(self, views: list[_RowView], y: np.ndarray, metric: Metric):
+        self.views, self.y, self.metric = views, y, metric
+        self.n_classes = views[0].dense.shape[1]
+        self.size = 0
+        self.true_total = np.zeros(len(y), dtype=np.float32)
+        self.total: np.ndarray | None = None  # [n, C], only for argmax metrics
+        self.total_max: np.ndarray | None = None
+
+    def add(self, m: int) -> None:
+        view = self.views[m]
+        self.true_total += view.true_proba
+        if self.metric.on_labels is not None:
+            if self.total is None:
+                self.total = np.zeros((len(self.y), self.n_classes), dtype=np.float32)
+            for start in range(0, len(view.rows), CHUNK_ROWS):
+                block = slice(start, start + CHUNK_ROWS)
+                self.total[block] += view.dense[view.rows[block]]
+            self.total_max = self.total.max(axis=1)
+        self.size += 1
+
+    def score_with(self, m: int | None) -> float:
+        """The metric of the ensemble plus run `m` (or of the ensemble alone)."""
+        if self.metric.on_true_proba is not None:
+            extra = 0.0 if m is None else self.views[m].true_proba
+            size = self.size + (m is not None)
+            return self.metric.on_true_proba((self.true_total + extra) / size)
+        return self.metric.on_labels(self.y, self._argmax_with(m), self.n_classes)
+
+    def log_loss_with(self, m: int) -> float:
+        return log_loss_true((self.true_total + self.views[m].true_proba) / (self.size + 1))
+
+    def _argmax_with(self, m: int | None) -> np.ndarray:
+        if m is None:
+            return self.total.argmax(axis=1)
+        view = self.views[m]
+        if self.total is None:
+            return view.top_index[:, 0].astype(np.int64)
+        values = np.take_along_axis(self.total, view.top_index, axis=1) + view.top_value
+        column = values.argmax(axis=1)
+        rows = np.arange(len(values))
+        winner = view.top_index[rows, column].astype(np.int64)
+        # a class outside the candidate's top K reaches at most total_max + kth_value
+        unsure = np.flatnonzero(values[rows, column] <= self.total_max + view.kth_value)
+        if len(unsure):
+            dense = self.total[unsure] + view.dense[view.rows[unsure]]
+            winner[unsure] = dense.argmax(axis=1)
+        return winner

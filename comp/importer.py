@@ -1,0 +1,68 @@
+"""`comp import`: predictions made elsewhere (a notebook, another machine) become a run.
+
+Accepted layouts in DIR: `oof.npy` + `test.npy` as in the run store (rows in train/test
+file order, columns in the sorted class order), or `oof.parquet` / `oof.csv` and
+`test.parquet` / `test.csv` with the id column and one column per class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp.data import Competition, read_frame
+from comp.errors import CompError
+from comp.folds import load_folds
+from comp.runner import checked_proba, store_precomputed_run
+from comp.store import RunRecord
+from comp.workspace import Workspace
+
+
+def import_run(workspace: Workspace, folder: Path, name: str) -> RunRecord:
+    competition = Competition.load(workspace)
+    folds = load_folds(workspace, competition)
+    if not folder.is_dir():
+        raise CompError(f"{folder} is not a folder")
+    oof = _read(folder, "oof", competition, competition.train_ids)
+    test = _read(folder, "test", competition, competition.test_ids)
+    return store_precomputed_run(
+        workspace, competition, folds, name=name, model="import",
+        params={"source": str(folder.resolve())}, oof=oof, test=test,
+    )
+
+
+def _read(folder: Path, split: str, competition: Competition, ids: np.ndarray) -> np.ndarray:
+    expected = (len(ids), competition.n_classes)
+    if (folder / f"{split}.npy").exists():
+        array = np.load(folder / f"{split}.npy", allow_pickle=False)
+    else:
+        tables = [folder / f"{split}.{ext}" for ext in ("parquet", "csv")]
+        found = next((p for p in tables if p.exists()), None)
+        if found is None:
+            raise CompError(f"{folder} has no {split}.npy, {split}.parquet or {split}.csv")
+        array = _from_table(read_frame(found, f"imported {split}"), competition, ids, found.name)
+    if array.shape != expected:
+        raise CompError(f"{split} predictions have shape {array.shape}, expected {expected}")
+    try:
+        return checked_proba(array, *expected)
+    except ValueError as error:
+        raise CompError(f"imported {split} predictions: {error}") from None
+
+
+def _from_table(frame: pd.DataFrame, competition: Competition, ids: np.ndarray, name: str):
+    """Rows matched to the workspace's ids, columns to its classes (by their text)."""
+    id_column = competition.config.id_column
+    if id_column not in frame.columns:
+        raise CompError(f"{name} has no id column {id_column!r}")
+    class_columns = [str(c) for c in competition.classes]
+    frame.columns = [str(c) for c in frame.columns]
+    missing = [c for c in class_columns if c not in frame.columns]
+    if missing:
+        raise CompError(f"{name} lacks columns for {len(missing)} classes (e.g. {missing[0]!r})")
+    keys = frame[id_column].astype(str)
+    if keys.duplicated().any() or set(keys) != set(np.asarray(ids).astype(str)):
+        raise CompError(f"{name}: its {id_column} values are not exactly the workspace's ids")
+    ordered = frame.set_index(keys).loc[np.asarray(ids).astype(str), class_columns]
+    return ordered.to_numpy(dtype=np.float64)
