@@ -24,6 +24,7 @@ demo: install
 	$(BIN)/python -m comp --workspace demo folds
 	$(BIN)/python -m comp --workspace demo run fasttext --fold all
 	$(BIN)/python -m comp --workspace demo run tfidf --fold all
+	$(BIN)/python -m comp --workspace demo blend --method stack --name demo_blend --explain
 	$(BIN)/python -m comp --workspace demo leaderboard
 	$(BIN)/python -m comp --workspace demo submit
 

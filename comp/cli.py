@@ -231,7 +231,8 @@ def blend_command(
     top: Annotated[int | None, typer.Option(help="Only the N best runs by CV.")] = None,
     weights: Annotated[str | None, typer.Option(help="RUN_A=0.7,RUN_B=0.3 (method weights).")] = None,
     temperature: Annotated[bool, typer.Option(help="Optimize: per-run temperature first.")] = False,
-    meta: Annotated[str, typer.Option(help="Stack: logreg or lightgbm.")] = "logreg",
+    meta: Annotated[str, typer.Option(help="Stack: logit, logreg or lightgbm.")] = "logit",
+    offsets: Annotated[bool, typer.Option(help="Tune per-class logit offsets for the metric.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for ties and bagging.")] = 0,
     name: Annotated[str | None, typer.Option(help="A readable name for the blend run.")] = None,
     explain: Annotated[bool, typer.Option(help="Show weights, solo scores and diversity.")] = False,
@@ -247,6 +248,8 @@ def blend_command(
       comp blend --top 10 --method stack
 
       comp blend RUN_A RUN_B --weights RUN_A=0.7,RUN_B=0.3 --explain
+
+      comp blend --method stack --offsets
     """
     from comp.blend import BlendRequest, blend
 
@@ -264,7 +267,7 @@ def blend_command(
     request = BlendRequest(
         runs=runs or [], top=top, method=method, metric=metric, iterations=iterations,
         init=init, bags=bags, seed=seed, weights=given, temperature=temperature, meta=meta,
-        name=name,
+        offsets=offsets, name=name,
     )
     record = blend(state.workspace, request)
     details = record.details
@@ -272,6 +275,8 @@ def blend_command(
         f"blend {record.id}: {record.metric} {record.cv_score:.4f} nested "
         f"(in-sample {details['in_sample_score']:.4f}) from {len(record.parents)} runs"
     )
+    if details.get("nested_without_offsets") is not None:
+        out.print(f"  without the class offsets: {details['nested_without_offsets']:.4f} nested")
     if explain:
         _print_explain(record)
 

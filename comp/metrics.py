@@ -14,30 +14,41 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _f1_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int):
-    support = np.bincount(y, minlength=n_classes)
-    predicted = np.bincount(pred, minlength=n_classes)
-    tp = np.bincount(y[y == pred], minlength=n_classes)
-    denominator = support + predicted
-    f1 = np.divide(2.0 * tp, denominator, out=np.zeros(n_classes), where=denominator > 0)
-    return f1, support, predicted
+def label_counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> ClassCounts:
+    return ClassCounts(
+        tp=np.bincount(y[y == pred], minlength=n_classes),
+        predicted=np.bincount(pred, minlength=n_classes),
+        support=np.bincount(y, minlength=n_classes),
+    )
 
 
-def f1_weighted_labels(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+@dataclass(frozen=True)
+class ClassCounts:
+    """Per-class true positives, predictions and true support: all argmax metrics need."""
+
+    tp: np.ndarray
+    predicted: np.ndarray
+    support: np.ndarray
+
+    def f1(self) -> np.ndarray:
+        denominator = self.support + self.predicted
+        return np.divide(2.0 * self.tp, denominator, out=np.zeros(len(self.tp)),
+                         where=denominator > 0)
+
+
+def f1_weighted_counts(counts: ClassCounts) -> float:
     """scikit-learn's f1_score(average="weighted"): per-class F1 weighted by true support."""
-    f1, support, _ = _f1_per_class(y, pred, n_classes)
-    return float((f1 * support).sum() / max(support.sum(), 1))
+    return float((counts.f1() * counts.support).sum() / max(counts.support.sum(), 1))
 
 
-def f1_macro_labels(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+def f1_macro_counts(counts: ClassCounts) -> float:
     """scikit-learn's f1_score(average="macro") over classes present in truth or prediction."""
-    f1, support, predicted = _f1_per_class(y, pred, n_classes)
-    present = (support + predicted) > 0
-    return float(f1[present].mean()) if present.any() else 0.0
+    present = (counts.support + counts.predicted) > 0
+    return float(counts.f1()[present].mean()) if present.any() else 0.0
 
 
-def accuracy_labels(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    return float((pred == y).mean())
+def accuracy_counts(counts: ClassCounts) -> float:
+    return float(counts.tp.sum() / max(counts.support.sum(), 1))
 
 
 def log_loss_true(true_proba: np.ndarray) -> float:
@@ -48,13 +59,20 @@ def log_loss_true(true_proba: np.ndarray) -> float:
 class Metric:
     name: str
     greater_is_better: bool = True
-    on_labels: Callable[[np.ndarray, np.ndarray, int], float] | None = None
+    on_counts: Callable[[ClassCounts], float] | None = None
     on_true_proba: Callable[[np.ndarray], float] | None = None
 
     def __call__(self, y: np.ndarray, proba: np.ndarray) -> float:
-        if self.on_labels is not None:
+        if self.on_counts is not None:
             return self.on_labels(y, proba.argmax(axis=1), proba.shape[1])
         return self.on_true_proba(proba[np.arange(len(y)), y])
+
+    @property
+    def is_argmax(self) -> bool:
+        return self.on_counts is not None
+
+    def on_labels(self, y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+        return self.on_counts(label_counts(y, pred, n_classes))
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.greater_is_better else a < b
@@ -63,9 +81,9 @@ class Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("f1_weighted", on_labels=f1_weighted_labels),
-        Metric("f1_macro", on_labels=f1_macro_labels),
-        Metric("accuracy", on_labels=accuracy_labels),
+        Metric("f1_weighted", on_counts=f1_weighted_counts),
+        Metric("f1_macro", on_counts=f1_macro_counts),
+        Metric("accuracy", on_counts=accuracy_counts),
         Metric("log_loss", greater_is_better=False, on_true_proba=log_loss_true),
     )
 }

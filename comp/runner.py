@@ -120,7 +120,7 @@ def train_folds(
     fold_spec: str,
     reporter: Reporter,
 ) -> RunRecord:
-    _check_compatible(record, competition, folds)
+    check_run_matches(record, competition, folds, finished=False)
     wanted = _parse_folds(fold_spec, folds.n_folds)
     todo = [k for k in wanted if not store.fold_done(record.id, k)]
     if todo:
@@ -312,8 +312,14 @@ def _sum_stats(stats_per_fold) -> dict[str, Any]:
     return total
 
 
-def _check_compatible(record: RunRecord, competition: Competition, folds: Folds) -> None:
-    if record.folds_hash != folds.hash:
+def check_run_matches(
+    record: RunRecord, competition: Competition, folds: Folds | None, finished: bool
+) -> None:
+    """Refuse, naming the run, one made on other folds (unless `folds` is None), other data
+    or other classes, or (with `finished`) one not done."""
+    if finished and record.status != "done":
+        raise CompError(f"run {record.id} is not finished (status: {record.status})")
+    if folds is not None and record.folds_hash != folds.hash:
         raise CompError(
             f"run {record.id} was made on other folds ({record.folds_hash}, now {folds.hash})"
         )

@@ -14,7 +14,7 @@ from comp import atomic
 from comp.data import Competition
 from comp.errors import CompError
 from comp.leaderboard import leaderboard
-from comp.runner import now
+from comp.runner import check_run_matches, now
 from comp.store import RunRecord, RunStore
 from comp.workspace import Workspace
 
@@ -38,12 +38,7 @@ def submit(
     competition = Competition.load(workspace)
     store = RunStore(workspace.runs)
     record = store.resolve(run_ref) if run_ref else _best_run(workspace)
-    if record.status != "done":
-        raise CompError(f"run {record.id} is not finished (status: {record.status})")
-    if record.data_hash != competition.data_hash:
-        raise CompError(f"run {record.id} was made on other data: its test rows may not match")
-    if record.classes != competition.classes:
-        raise CompError(f"run {record.id} has other classes than the current train file")
+    check_run_matches(record, competition, folds=None, finished=True)
     name = name or record.id
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise CompError(f"--name may hold letters, digits, '-', '_' and '.', got {name!r}")

@@ -96,24 +96,17 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
         raise CompError(f"{name} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if tp in (int, float):
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if is_number and (tp is float or isinstance(value, int)):
+            return tp(value)
         if isinstance(value, str):
             try:
-                return int(value)
+                return tp(value)
             except ValueError:
                 pass
-        raise CompError(f"{name} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise CompError(f"{name} must be a number, got {value!r}")
+        kind = "an integer" if tp is int else "a number"
+        raise CompError(f"{name} must be {kind}, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value

@@ -39,7 +39,7 @@ def _noisy_runs(n_runs, n_rows, n_classes, seed):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, n_rows)
     runs = []
-    for m in range(n_runs):
+    for _ in range(n_runs):
         logits = rng.normal(size=(n_rows, n_classes)) * 2
         logits[np.arange(n_rows), y] += rng.uniform(0.5, 3.0)  # runs of different skill
         p = np.exp(logits)
@@ -86,9 +86,10 @@ def planted(tiny, tmp_path):
     right = np.where(first_half, wrong, y)
     test = _confident(rng.integers(0, n_classes, n_test), n_classes)
     # on its wrong half a run is only unsure, so the right run's confidence decides
+    sure, unsure = first_half[:, None], ~first_half[:, None]
     runs = {
-        "left": np.where(first_half[:, None], _confident(left, n_classes, 8), _confident(left, n_classes, 1)),
-        "right": np.where(first_half[:, None], _confident(right, n_classes, 1), _confident(right, n_classes, 8)),
+        "left": np.where(sure, _confident(left, n_classes, 8), _confident(left, n_classes, 1)),
+        "right": np.where(unsure, _confident(right, n_classes, 8), _confident(right, n_classes, 1)),
     }
     records = {name: _import(ws, name, p.astype(np.float32), test, tmp_path) for name, p in runs.items()}
     return ws, records
@@ -196,3 +197,36 @@ def test_run_blend_blend_of_blends_submit_through_the_cli(tiny):
     comp("submit", "level3", "--name", "final", workspace=tiny)
     submission = pd.read_csv(tiny / "submissions/final.csv")
     assert len(submission) == len(pd.read_parquet(tiny / "data/test.parquet"))
+
+
+def test_class_offsets_raise_weighted_f1_of_a_biased_blend():
+    from comp.blend.offsets import fit_offsets
+
+    rng = np.random.default_rng(0)
+    n, n_classes = 3000, 30
+    y = rng.choice(n_classes, n, p=np.r_[0.4, np.full(n_classes - 1, 0.6 / (n_classes - 1))])
+    logits = rng.normal(size=(n, n_classes))
+    logits[np.arange(n), y] += 1.5
+    logits[:, 1] += 1.0  # a model that over-predicts class 1
+    log_proba = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    fitted = fit_offsets(log_proba, y, F1)
+    assert fitted.history[-1] > fitted.history[0] + 0.01
+    assert fitted.offsets[1] < 0  # the over-predicted class is pushed down
+    assert F1(y, fitted.apply(log_proba)) == pytest.approx(fitted.history[-1])
+
+
+def test_offsets_are_scored_nested_beside_the_plain_blend(planted):
+    ws, _ = planted
+    made = blend(ws, BlendRequest(runs=["left", "right"], method="stack", offsets=True))
+    plain = made.details["nested_without_offsets"]
+    assert plain is not None and made.cv_score != pytest.approx(0.0)
+    assert len(made.details["full_fit"]["offsets"]) == Competition.load(ws).n_classes
+    with pytest.raises(CompError, match="argmax metric"):
+        blend(ws, BlendRequest(runs=["left", "right"], metric="log_loss", offsets=True))
+
+
+def test_shared_logit_stack_learns_to_trust_the_better_run(planted):
+    ws, records = planted
+    made = blend(ws, BlendRequest(runs=["left", "right"], method="stack"))
+    assert made.details["full_fit"]["meta"] == "logit"
+    assert made.cv_score > max(r.cv_score for r in records.values())

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from comp.blend.library import CHUNK_ROWS, RunProbabilities, prepare
-from comp.blend.methods import Blender, Caruana, Fixed, Optimized, Stack
+from comp.blend.methods import Blender, Caruana, Fixed, Optimized, Stack, WithOffsets
 from comp.data import Competition
 from comp.errors import CompError
-from comp.folds import Folds, load_folds
+from comp.folds import load_folds
 from comp.leaderboard import leaderboard
 from comp.metrics import METRICS
-from comp.runner import store_precomputed_run
+from comp.runner import check_run_matches, store_precomputed_run
 from comp.store import RunRecord, RunStore
 from comp.workspace import Workspace
 
@@ -43,7 +43,8 @@ class BlendRequest:
     seed: int = 0
     weights: dict[str, float] = field(default_factory=dict)
     temperature: bool = False
-    meta: str = "logreg"
+    meta: str = "logit"
+    offsets: bool = False
     name: str | None = None
 
 
@@ -54,7 +55,8 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
     folds = load_folds(workspace, competition)
     store = RunStore(workspace.runs)
     parents = _choose_parents(workspace, store, request)
-    _check_parents(parents, competition, folds)
+    for parent in parents:
+        check_run_matches(parent, competition, folds, finished=True)
     objective = METRICS[request.metric or competition.config.cv.metric] if (
         request.metric is None or request.metric in METRICS) else None
     if objective is None:
@@ -70,12 +72,18 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
         return _make_blender(request, objective, parents)
 
     oof_blend = np.zeros((len(y), competition.n_classes), dtype=np.float32)
+    oof_without_offsets = oof_blend.copy() if request.offsets else None
     fold_tests, fold_details = [], []
     for k in range(folds.n_folds):
         held_out = folds.held_out(k)
         blender = make()
         blender.fit(library, y, folds.training(k))
-        oof_blend[held_out] = blender.predict([oof[held_out] for oof in oofs])
+        parts = [oof[held_out] for oof in oofs]
+        if isinstance(blender, WithOffsets):
+            oof_without_offsets[held_out] = blender.inner.predict(parts)
+            oof_blend[held_out] = blender.with_offsets(oof_without_offsets[held_out])
+        else:
+            oof_blend[held_out] = blender.predict(parts)
         fold_details.append(blender.describe())
         if not blender.test_from_full_fit:
             fold_tests.append(blender.predict(tests))
@@ -89,6 +97,8 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
         "method": request.method,
         "objective": objective.name,
         "in_sample_score": metric(y, _normalised(in_sample)),
+        "nested_without_offsets": None if oof_without_offsets is None else metric(
+            y, _normalised(oof_without_offsets)),
         "full_fit": full.describe(),
         "fold_fits": fold_details,
         "parents": [
@@ -108,19 +118,26 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
 
 
 def _make_blender(request: BlendRequest, objective, parents: list[RunRecord]) -> Blender:
+    blender: Blender
     if request.method == "caruana":
-        return Caruana(metric=objective, iterations=request.iterations, init=request.init,
-                       bags=request.bags, seed=request.seed)
-    if request.method == "optimize":
-        return Optimized(temperature=request.temperature)
-    if request.method == "stack":
-        return Stack(meta=request.meta, seed=request.seed)
-    given = np.array([request.weights.get(r.id, request.weights.get(r.name, 0.0)) for r in parents])
-    return Fixed(given=given)
+        blender = Caruana(metric=objective, iterations=request.iterations, init=request.init,
+                          bags=request.bags, seed=request.seed)
+    elif request.method == "optimize":
+        blender = Optimized(temperature=request.temperature)
+    elif request.method == "stack":
+        blender = Stack(meta=request.meta, seed=request.seed)
+    else:
+        given = [request.weights.get(r.id, request.weights.get(r.name, 0.0)) for r in parents]
+        blender = Fixed(given=np.array(given))
+    if request.offsets:
+        if not objective.is_argmax:
+            raise CompError(f"--offsets tunes an argmax metric, not {objective.name}")
+        blender = WithOffsets(inner=blender, metric=objective)
+    return blender
 
 
 def _weight(blender: Blender, m: int) -> float | None:
-    weights = getattr(blender, "weights", None)
+    weights = getattr(getattr(blender, "inner", blender), "weights", None)
     return None if weights is None else float(weights[m])
 
 
@@ -149,18 +166,6 @@ def _choose_parents(workspace: Workspace, store: RunStore, request: BlendRequest
     if len(parents) < (1 if request.method == "weights" else 2):
         raise CompError(f"blending needs at least two finished runs, found {len(parents)}")
     return parents
-
-
-def _check_parents(parents: list[RunRecord], competition: Competition, folds: Folds) -> None:
-    for record in parents:
-        if record.status != "done":
-            raise CompError(f"run {record.id} is not finished (status: {record.status})")
-        if record.folds_hash != folds.hash:
-            raise CompError(f"run {record.id} was made on other folds ({record.folds_hash})")
-        if record.data_hash != competition.data_hash:
-            raise CompError(f"run {record.id} was made on other data")
-        if record.classes != competition.classes:
-            raise CompError(f"run {record.id} has other classes than the current train file")
 
 
 def _checked_array(store: RunStore, record: RunRecord, name: str, shape) -> np.ndarray:

@@ -6,6 +6,7 @@ The nested scheme in `comp.blend.nested` calls `fit` on each fold's training row
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ from scipy.optimize import minimize, minimize_scalar
 from scipy.special import logsumexp, softmax
 
 from comp.blend.library import CHUNK_ROWS, RunProbabilities
+from comp.blend.offsets import fit_offsets
 from comp.blend.selection import ensemble_selection
 from comp.errors import CompError
 from comp.metrics import Metric
@@ -146,24 +148,39 @@ class Fixed(WeightedAverage):
 
 @dataclass
 class Stack(Blender):
-    """A meta-model on the parents' log-probabilities, trained like a model on the folds."""
+    """A meta-model on the parents' log-probabilities, trained like a model on the folds.
 
-    meta: str = "logreg"
+    `logit` (default) scales to hundreds of classes: z_c = Σ_m a_m·log p_m,c + b_c, one
+    weight per parent shared by all classes plus a bias per class, fitted by L-BFGS on at
+    most `max_rows` rows. `logreg` is a full multinomial regression on all parents' columns
+    (M·C features per class: only for few classes) and `lightgbm` a boosted meta-model.
+    """
+
+    meta: str = "logit"
     C: float = 1.0
+    max_rows: int = 20_000
     seed: int = 0
     method: ClassVar[str] = "stack"
     test_from_full_fit: ClassVar[bool] = False
     MAX_FEATURE_CELLS: ClassVar[int] = 400_000_000  # about 1.6 GB of float32 features
 
     def fit(self, library, y, rows) -> None:
+        if self.meta not in {"logit", "logreg", "lightgbm"}:
+            raise CompError(f"--meta must be logit, logreg or lightgbm, got {self.meta!r}")
         self.n_classes = library[0].dense.shape[1]
+        if self.meta == "logit" and len(rows) > self.max_rows:
+            rows = np.sort(np.random.default_rng(self.seed).choice(rows, self.max_rows, replace=False))
         cells = len(rows) * len(library) * self.n_classes
         if cells > self.MAX_FEATURE_CELLS:
             raise CompError(
                 f"stacking {len(library)} runs × {self.n_classes} classes × {len(rows)} rows "
-                f"needs {cells * 4 / 2**30:.1f} GiB of features: use --top N or --method caruana"
+                f"needs {cells * 4 / 2**30:.1f} GiB of features: use --meta logit, --top N "
+                "or --method caruana"
             )
-        features = self._features([run.dense[rows] for run in library])
+        log_probas = [_log(run.dense[rows]) for run in library]
+        if self.meta == "logit":
+            self.model = _SharedLogit(l2=1.0 / (self.C * len(rows))).fit(log_probas, y[rows])
+            return
         if self.meta == "logreg":
             from sklearn.linear_model import LogisticRegression
 
@@ -173,20 +190,99 @@ class Stack(Blender):
 
             self.model = LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15,
                                         random_state=self.seed, verbose=-1)
-        self.model.fit(features, y[rows])
+        with warnings.catch_warnings():
+            # an unconverged meta-model is judged by its nested score, not by a warning
+            warnings.simplefilter("ignore", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*converge.*")
+            self.model.fit(np.hstack(log_probas), y[rows])
 
     def predict(self, parts: list[np.ndarray]) -> np.ndarray:
-        proba = self.model.predict_proba(self._features(parts))
+        log_probas = [_log(p) for p in parts]
+        if self.meta == "logit":
+            return self.model.predict_proba(log_probas)
+        proba = self.model.predict_proba(np.hstack(log_probas))
         full = np.zeros((len(proba), self.n_classes), dtype=np.float32)
         full[:, self.model.classes_] = proba
         return full
 
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"meta": self.meta}
+        if self.meta == "logit":
+            info["parent_weights"] = self.model.coef.tolist()
+        return info
+
+
+class _SharedLogit:
+    """Multinomial logistic regression whose per-parent coefficient is shared by all classes."""
+
+    def __init__(self, l2: float):
+        self.l2 = l2
+
+    def fit(self, log_probas: list[np.ndarray], y: np.ndarray) -> _SharedLogit:
+        n_runs, n_classes = len(log_probas), log_probas[0].shape[1]
+        onehot_rows = np.arange(len(y))
+
+        def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            coef, bias = theta[:n_runs], theta[n_runs:]
+            z = self._logits(log_probas, coef, bias)
+            log_norm = logsumexp(z, axis=1)
+            loss = (log_norm - z[onehot_rows, y]).mean() + 0.5 * self.l2 * bias @ bias
+            delta = np.exp(z - log_norm[:, None])
+            delta[onehot_rows, y] -= 1.0
+            delta /= len(y)
+            grad_coef = [float((delta * lp).sum()) for lp in log_probas]
+            return loss, np.concatenate([grad_coef, delta.sum(axis=0) + self.l2 * bias])
+
+        start = np.concatenate([np.full(n_runs, 1.0 / n_runs), np.zeros(n_classes)])
+        result = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B")
+        self.coef, self.bias = result.x[:n_runs], result.x[n_runs:]
+        return self
+
+    def predict_proba(self, log_probas: list[np.ndarray]) -> np.ndarray:
+        return softmax(self._logits(log_probas, self.coef, self.bias), axis=1).astype(np.float32)
+
     @staticmethod
-    def _features(parts: list[np.ndarray]) -> np.ndarray:
-        return np.hstack([np.log(np.asarray(p, dtype=np.float32) + EPS) for p in parts])
+    def _logits(log_probas, coef, bias) -> np.ndarray:
+        z = np.tile(bias, (len(log_probas[0]), 1))
+        for weight, lp in zip(coef, log_probas, strict=True):
+            z += weight * lp
+        return z
+
+
+def _log(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.asarray(proba, dtype=np.float32) + EPS)
+
+
+@dataclass
+class WithOffsets(Blender):
+    """Any blend followed by per-class logit offsets tuned for the metric on the rows the
+    blend was fitted on; the nested score shows whether they help on unseen rows."""
+
+    inner: Blender
+    metric: Metric
+    method: ClassVar[str] = "offsets"
+
+    @property
+    def test_from_full_fit(self) -> bool:  # type: ignore[override]
+        return self.inner.test_from_full_fit
+
+    def fit(self, library, y, rows) -> None:
+        self.inner.fit(library, y, rows)
+        fitted = np.concatenate([
+            self.inner.predict([run.dense[rows[start:start + CHUNK_ROWS]] for run in library])
+            for start in range(0, len(rows), CHUNK_ROWS)
+        ])
+        self.offsets = fit_offsets(_log(fitted), y[rows], self.metric)
+
+    def predict(self, parts: list[np.ndarray]) -> np.ndarray:
+        return self.with_offsets(self.inner.predict(parts))
+
+    def with_offsets(self, blended: np.ndarray) -> np.ndarray:
+        return softmax(self.offsets.apply(_log(blended)), axis=1).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return {"meta": self.meta}
+        return {**self.inner.describe(), "offsets": np.round(self.offsets.offsets, 4).tolist(),
+                "offsets_in_sample_history": self.offsets.history}
 
 
 def _tempered(proba: np.ndarray, temperature: float) -> np.ndarray:

@@ -96,7 +96,7 @@ class _Ensemble:
     def add(self, m: int) -> None:
         view = self.views[m]
         self.true_total += view.true_proba
-        if self.metric.on_labels is not None:
+        if self.metric.is_argmax:
             if self.total is None:
                 self.total = np.zeros((len(self.y), self.n_classes), dtype=np.float32)
             for start in range(0, len(view.rows), CHUNK_ROWS):
