@@ -63,5 +63,8 @@ class Reporter:
     def advance(self, task: int, status: str = "") -> None:
         self._progress.update(task, advance=1, status=status)
 
+    def remove(self, task: int) -> None:
+        self._progress.remove_task(task)
+
     def log(self, message: str) -> None:
         self._progress.console.print(message)

@@ -150,6 +150,8 @@ def _train_fold(workspace, competition, folds, store, record, k, reporter) -> No
         workspace=workspace,
         store=store,
         reporter=reporter,
+        corpus=np.concatenate([competition.train.text, competition.test.text]),
+        data_hash=competition.data_hash,
     )
     train_rows, valid_rows = folds.training(k), folds.held_out(k)
     started = time.perf_counter()

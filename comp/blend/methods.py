@@ -205,10 +205,15 @@ class Stack(Blender):
         full[:, self.model.classes_] = proba
         return full
 
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The logit meta-model's coefficient per parent; other meta-models have none."""
+        return self.model.coef if self.meta == "logit" else None
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"meta": self.meta}
-        if self.meta == "logit":
-            info["parent_weights"] = self.model.coef.tolist()
+        if self.weights is not None:
+            info["weights"] = self.weights.tolist()
         return info
 
 

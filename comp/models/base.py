@@ -31,6 +31,9 @@ class FoldContext:
     workspace: Workspace
     store: RunStore
     reporter: Reporter
+    corpus: np.ndarray | None = None
+    """Every train and test text, unlabelled: for what may see all text (a tokenizer)."""
+    data_hash: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
     """Counts a model reports (e.g. missing images); summed over folds into run.json."""
 

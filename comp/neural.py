@@ -1,0 +1,248 @@
+"""The one training loop every neural family shares, built on accelerate.
+
+A family supplies a module (batch dict → logits, pooled embedding), its datasets and
+collate function; this loop does the rest the way a competitor would write it: AdamW
+with no decay on biases and norms, separate learning rates for the pretrained body and
+the new layers, linear warmup then decay, gradient accumulation and clipping, mixed
+precision where the device has it, optional gradient checkpointing, early stopping on
+the fold's held-out weighted F1 with the best epoch restored, and progress bars with
+loss and F1. One process, one GPU or many (`accelerate launch`) run the same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from comp.errors import CompError
+from comp.metrics import METRICS
+from comp.models.base import FoldContext
+
+
+@dataclass
+class TrainParams:
+    """Training settings shared by every neural family (each family's Params extends it)."""
+
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 1e-3
+    """Learning rate of the new layers (head, projections)."""
+    body_lr: float | None = None
+    """Learning rate of the body (encoder, backbone); default: the family's choice, low
+    for pretrained weights, `lr` for a body trained from scratch."""
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    """Fraction of the optimiser steps spent warming the learning rate up."""
+    grad_accum: int = 1
+    clip_norm: float = 1.0
+    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """auto: bf16 on a GPU that has it, else full precision."""
+    grad_checkpointing: bool = False
+    patience: int = 2
+    """Epochs without a better held-out F1 before stopping; 0 trains every epoch."""
+    workers: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class FoldModule(nn.Module):
+    """What a family trains: `forward(batch) -> (logits, embedding)`; `body` holds the
+    pretrained part that gets `body_lr`."""
+
+    body: nn.Module
+    pretrained: bool = False
+
+    def default_body_lr(self, lr: float) -> float:
+        return lr / 10 if self.pretrained else lr
+
+    def enable_gradient_checkpointing(self) -> None:
+        raise CompError(f"{type(self).__name__} has no gradient checkpointing")
+
+
+class BucketBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of similar length (dynamic padding pads little): shuffled pools of 50
+    batches are sorted by length, cut into batches, and the batches shuffled. Seeded per
+    epoch, so every process of a distributed run draws the same order."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            yield from (order[i:i + self.batch_size].tolist()
+                        for i in range(0, len(order), self.batch_size))
+            return
+        rng = np.random.default_rng(self.seed + self.epoch)
+        order = rng.permutation(len(self.lengths))
+        pool = self.batch_size * 50
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = order[start:start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        yield from (batches[i] for i in rng.permutation(len(batches)))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+@dataclass
+class FoldData:
+    """A family's datasets for one fold; `lengths` (optional) turns on length bucketing."""
+
+    train: Dataset
+    valid: Dataset
+    collate: Callable[[list[Any]], dict[str, torch.Tensor]]
+    train_lengths: Sequence[int] | None = None
+    valid_lengths: Sequence[int] | None = None
+
+
+class Trainer:
+    def __init__(self, params: TrainParams, ctx: FoldContext):
+        self.params, self.ctx = params, ctx
+        self.accelerator = make_accelerator(params)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def fit(self, module: FoldModule, data: FoldData, y_valid: np.ndarray) -> FoldModule:
+        """Train with early stopping on held-out weighted F1; returns the best epoch's module."""
+        p, accelerator = self.params, self.accelerator
+        torch.manual_seed(self.ctx.seed)
+        if p.grad_checkpointing:
+            module.enable_gradient_checkpointing()
+        train_loader = self._loader(data.train, data.collate, data.train_lengths, shuffle=True)
+        optimizer = torch.optim.AdamW(_param_groups(module, p), lr=p.lr)
+        steps = max(1, p.epochs * math.ceil(len(train_loader) / p.grad_accum))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear(steps, p.warmup))
+        module, optimizer, train_loader, scheduler = accelerator.prepare(
+            module, optimizer, train_loader, scheduler
+        )
+        best_f1, best_state, stale = -1.0, None, 0
+        reporter = self.ctx.reporter
+        for epoch in range(p.epochs):
+            module.train()
+            sampler = getattr(train_loader, "batch_sampler", None)
+            if hasattr(getattr(sampler, "batch_sampler", sampler), "set_epoch"):
+                getattr(sampler, "batch_sampler", sampler).set_epoch(epoch)
+            task = reporter.task(f"fold {self.ctx.fold} epoch {epoch + 1}/{p.epochs}", len(train_loader))
+            running = 0.0
+            for step, batch in enumerate(train_loader, 1):
+                with accelerator.accumulate(module):
+                    logits, _ = module(batch)
+                    loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and p.clip_norm > 0:
+                        accelerator.clip_grad_norm_(module.parameters(), p.clip_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                running += (loss.item() - running) / step
+                reporter.advance(task, f"loss {running:.3f}")
+            proba, _ = self.predict(module, data.valid, data.collate, data.valid_lengths)
+            f1 = METRICS["f1_weighted"](y_valid, proba)
+            reporter.log(f"fold {self.ctx.fold} epoch {epoch + 1}: loss {running:.4f}, "
+                         f"held-out f1_weighted {f1:.4f}")
+            reporter.remove(task)
+            if f1 > best_f1:
+                best_f1, stale = f1, 0
+                best_state = copy.deepcopy(accelerator.unwrap_model(module).state_dict())
+            else:
+                stale += 1
+                if p.patience and stale >= p.patience:
+                    break
+        best = accelerator.unwrap_model(module)
+        best.load_state_dict(best_state)
+        self.ctx.stats["best_epoch_f1"] = best_f1
+        return best
+
+    @torch.no_grad()
+    def predict(
+        self, module: nn.Module, dataset: Dataset, collate, lengths=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and embeddings in the dataset's row order (all processes gathered)."""
+        loader = self._loader(dataset, collate, lengths, shuffle=False)
+        order = np.concatenate([np.asarray(b) for b in loader.batch_sampler]) if lengths is not None else None
+        loader = self.accelerator.prepare(loader)
+        module = module.to(self.accelerator.device)
+        module.eval()
+        probas, embeddings = [], []
+        for batch in loader:
+            with self.accelerator.autocast():
+                logits, embedding = module(batch)
+            logits, embedding = self.accelerator.gather_for_metrics((logits.float(), embedding.float()))
+            probas.append(torch.softmax(logits, dim=1).cpu().numpy())
+            embeddings.append(embedding.cpu().numpy())
+        proba, embedding = np.concatenate(probas), np.concatenate(embeddings)
+        if order is not None:  # bucketed batches: back to row order
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            proba, embedding = proba[inverse], embedding[inverse]
+        return proba, embedding
+
+    def _loader(self, dataset, collate, lengths, shuffle: bool) -> DataLoader:
+        p = self.params
+        common = {"collate_fn": collate, "num_workers": p.workers}
+        if lengths is not None:
+            sampler = BucketBatches(lengths, p.batch_size, self.ctx.seed, shuffle=shuffle)
+            return DataLoader(dataset, batch_sampler=sampler, **common)
+        generator = torch.Generator().manual_seed(self.ctx.seed)
+        return DataLoader(dataset, batch_size=p.batch_size, shuffle=shuffle, generator=generator, **common)
+
+
+def make_accelerator(params: TrainParams):
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    if params.device == "cuda" and not cuda:
+        raise CompError("device=cuda was asked for, but this machine has no CUDA GPU")
+    on_gpu = cuda and params.device != "cpu"
+    precision = params.precision
+    if precision == "auto":
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    if precision == "fp16" and not on_gpu:
+        raise CompError("precision=fp16 needs a CUDA GPU: use precision=no or bf16 on a CPU")
+    return Accelerator(cpu=not on_gpu, mixed_precision=precision,
+                       gradient_accumulation_steps=params.grad_accum)
+
+
+def _param_groups(module: FoldModule, p: TrainParams) -> list[dict[str, Any]]:
+    """Two learning rates (body, new layers) × decay or not (biases and norms get none)."""
+    body_ids = {id(param) for param in module.body.parameters()}
+    body_lr = p.body_lr if p.body_lr is not None else module.default_body_lr(p.lr)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim <= 1 or name.endswith(".bias")
+        groups.setdefault((id(param) in body_ids, no_decay), []).append(param)
+    return [
+        {"params": params, "lr": body_lr if in_body else p.lr,
+         "weight_decay": 0.0 if no_decay else p.weight_decay}
+        for (in_body, no_decay), params in groups.items()
+    ]
+
+
+def _warmup_then_linear(total_steps: int, warmup: float) -> Callable[[int], float]:
+    warmup_steps = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
