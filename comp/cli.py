@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -162,7 +163,7 @@ def run(
     from comp.typed import parse_overrides
 
     workspace = state.workspace
-    with Reporter.open(err) as reporter:
+    with Reporter.open(err, quiet=os.environ.get("RANK", "0") != "0") as reporter:
         if resume:
             if model or set_:
                 raise CompError("--resume takes the model and parameters from the run: omit them")

@@ -132,7 +132,7 @@ class Trainer:
         module, optimizer, train_loader, scheduler = accelerator.prepare(
             module, optimizer, train_loader, scheduler
         )
-        best_f1, best_state, stale = -1.0, None, 0
+        best_f1, best_state, stale, history = -1.0, None, 0, []
         reporter = self.ctx.reporter
         for epoch in range(p.epochs):
             module.train()
@@ -158,6 +158,7 @@ class Trainer:
             reporter.log(f"fold {self.ctx.fold} epoch {epoch + 1}: loss {running:.4f}, "
                          f"held-out f1_weighted {f1:.4f}")
             reporter.remove(task)
+            history.append(f1)
             if f1 > best_f1:
                 best_f1, stale = f1, 0
                 best_state = copy.deepcopy(accelerator.unwrap_model(module).state_dict())
@@ -167,7 +168,7 @@ class Trainer:
                     break
         best = accelerator.unwrap_model(module)
         best.load_state_dict(best_state)
-        self.ctx.stats["best_epoch_f1"] = best_f1
+        self.ctx.stats["epoch_f1"] = [round(f, 6) for f in history]
         return best
 
     @torch.no_grad()

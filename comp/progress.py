@@ -26,12 +26,13 @@ def stderr_console() -> Console:
 class Reporter:
     """A thin handle on one rich Progress display, passed to models through the fold context."""
 
-    def __init__(self, progress: Progress):
-        self._progress = progress
+    def __init__(self, progress: Progress, quiet: bool = False):
+        self._progress, self._quiet = progress, quiet
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, console: Console | None = None) -> Iterator[Reporter]:
+    def open(cls, console: Console | None = None, quiet: bool = False) -> Iterator[Reporter]:
+        """`quiet` for the non-main processes of a distributed run: one voice is enough."""
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -41,9 +42,10 @@ class Reporter:
             TextColumn("{task.fields[status]}"),
             console=console or stderr_console(),
             transient=False,
+            disable=quiet,
         )
         with progress:
-            yield cls(progress)
+            yield cls(progress, quiet)
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """Iterate over `items` with a bar; the bar is removed when the loop ends."""
@@ -67,4 +69,5 @@ class Reporter:
         self._progress.remove_task(task)
 
     def log(self, message: str) -> None:
-        self._progress.console.print(message)
+        if not self._quiet:
+            self._progress.console.print(message)

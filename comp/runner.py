@@ -8,6 +8,7 @@ assembles the run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import subprocess
@@ -23,6 +24,7 @@ import numpy as np
 
 from comp import __version__, atomic
 from comp.data import Competition
+from comp.distributed import Processes
 from comp.errors import CompError
 from comp.folds import Folds, load_folds
 from comp.metrics import METRICS, score_all
@@ -54,6 +56,8 @@ def start_run(workspace: Workspace, request: RunRequest, reporter: Reporter) -> 
     model = create_model(request.model, request.params)  # bad --set fails before any work
     store = RunStore(workspace.runs)
     params = dataclasses.asdict(model.params)
+    processes = Processes.from_env()
+    record = None
     if request.run_id and store.exists(request.run_id):
         record = store.load(request.run_id)
         if (record.model, record.params) != (request.model, params):
@@ -61,9 +65,11 @@ def start_run(workspace: Workspace, request: RunRequest, reporter: Reporter) -> 
                 f"run {record.id} exists with model {record.model} and other parameters: "
                 "choose another --run-id or omit it"
             )
-    else:
+    elif processes.is_main:
         record = _new_record(workspace, store, competition, folds, model, request, params)
-    return train_folds(workspace, competition, folds, store, record, request.folds, reporter)
+    record = store.load(processes.share(record.id if processes.is_main else None))
+    return train_folds(workspace, competition, folds, store, record, request.folds, reporter,
+                       processes)
 
 
 def resume_run(workspace: Workspace, ref: str, fold_spec: str, reporter: Reporter) -> RunRecord:
@@ -72,9 +78,10 @@ def resume_run(workspace: Workspace, ref: str, fold_spec: str, reporter: Reporte
     folds = load_folds(workspace, competition)
     store = RunStore(workspace.runs)
     record = store.resolve(ref)
-    if record.model == "blend":
-        raise CompError(f"run {record.id} is a blend: make it again with `comp blend`")
-    return train_folds(workspace, competition, folds, store, record, fold_spec, reporter)
+    if record.model in {"blend", "import"}:
+        raise CompError(f"run {record.id} was not trained by comp run: nothing to resume")
+    return train_folds(workspace, competition, folds, store, record, fold_spec, reporter,
+                       Processes.from_env())
 
 
 def _new_record(workspace, store, competition, folds, model, request, params) -> RunRecord:
@@ -119,25 +126,32 @@ def train_folds(
     record: RunRecord,
     fold_spec: str,
     reporter: Reporter,
+    processes: Processes | None = None,
 ) -> RunRecord:
+    processes = processes or Processes()
     check_run_matches(record, competition, folds, finished=False)
     wanted = _parse_folds(fold_spec, folds.n_folds)
     todo = [k for k in wanted if not store.fold_done(record.id, k)]
-    if todo:
+    if todo and processes.is_main:
         _set_status(store, record.id, "running", error=None)
     for k in reporter.track(todo, f"{record.id} folds"):
-        with store.fold_lock(record.id, k) as taken:
-            if not taken:
-                reporter.log(f"fold {k} of {record.id} is being trained by another process: skipped")
+        lock = store.fold_lock(record.id, k) if processes.is_main else contextlib.nullcontext(True)
+        with lock as taken:
+            go = processes.share(bool(taken) and not store.fold_done(record.id, k))
+            if not go:
+                if processes.is_main and not store.fold_done(record.id, k):
+                    reporter.log(f"fold {k} of {record.id} is being trained by another process: skipped")
                 continue
-            if store.fold_done(record.id, k):  # landed while we waited for the lock
-                continue
-            _train_fold(workspace, competition, folds, store, record, k, reporter)
-        _assemble_if_complete(store, record.id, competition, folds)
-    return _assemble_if_complete(store, record.id, competition, folds)
+            _train_fold(workspace, competition, folds, store, record, k, reporter, processes)
+        if processes.is_main:
+            _assemble_if_complete(store, record.id, competition, folds)
+    if processes.is_main:
+        record = _assemble_if_complete(store, record.id, competition, folds)
+    processes.share(None)  # the others read run.json only once the main process wrote it
+    return store.load(record.id)
 
 
-def _train_fold(workspace, competition, folds, store, record, k, reporter) -> None:
+def _train_fold(workspace, competition, folds, store, record, k, reporter, processes) -> None:
     seed = record.seed + k
     seed_everything(seed)
     model = create_model(record.model, record.params)
@@ -158,17 +172,22 @@ def _train_fold(workspace, competition, folds, store, record, k, reporter) -> No
     try:
         output = _fit_predict(model, competition, train_rows, valid_rows, ctx)
     except KeyboardInterrupt:
-        _set_status(store, record.id, "failed", error=f"interrupted during fold {k}")
+        if processes.is_main:
+            _set_status(store, record.id, "failed", error=f"interrupted during fold {k}")
         raise
     except CompError as error:
-        _set_status(store, record.id, "failed", error=f"fold {k}: {error}")
+        if processes.is_main:
+            _set_status(store, record.id, "failed", error=f"fold {k}: {error}")
         raise
     except Exception as error:  # noqa: BLE001 - a model crash becomes one sentence + a file
         trace = ctx.workdir / "error.txt"
-        atomic.write_text(trace, traceback.format_exc())
         message = f"fold {k} of run {record.id} failed: {type(error).__name__}: {error}"
-        _set_status(store, record.id, "failed", error=message)
+        if processes.is_main:
+            atomic.write_text(trace, traceback.format_exc())
+            _set_status(store, record.id, "failed", error=message)
         raise CompError(f"{message} (traceback in {trace})") from None
+    if not processes.is_main:
+        return
     y_valid = competition.y[valid_rows]
     scores = score_all(y_valid, output.valid_proba)
     meta = {
@@ -179,6 +198,7 @@ def _train_fold(workspace, competition, folds, store, record, k, reporter) -> No
         "n_train": len(train_rows),
         "n_valid": len(valid_rows),
         "seed": seed,
+        "world_size": processes.world_size,
         "finished_at": now(),
         "stats": ctx.stats,
     }
@@ -310,7 +330,8 @@ def _sum_stats(stats_per_fold) -> dict[str, Any]:
     total: dict[str, Any] = {}
     for stats in stats_per_fold:
         for key, value in stats.items():
-            total[key] = total.get(key, 0) + value if isinstance(value, int | float) else value
+            summable = isinstance(value, int | float) and not isinstance(value, bool)
+            total[key] = total.get(key, 0) + value if summable else value
     return total
 
 
