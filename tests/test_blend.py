@@ -50,8 +50,8 @@ def _noisy_runs(n_runs, n_rows, n_classes, seed):
 @pytest.mark.parametrize("metric", ["f1_weighted", "log_loss", "accuracy"])
 @pytest.mark.parametrize("top_k", [3, 40])
 def test_fast_selection_equals_the_dense_algorithm(metric, top_k):
-    runs, y = _noisy_runs(6, 700, 40, seed=1)
-    rows = np.arange(100, 700)
+    runs, y = _noisy_runs(6, 2600, 40, seed=1)  # several blocks of the running total
+    rows = np.arange(100, 2600)
     library = [prepare(p, y, top_k) for p in runs]
     fast = ensemble_selection(library, y, rows, METRICS[metric], iterations=15, seed=0)
     counts, trajectory = _dense_selection(runs, y, rows, METRICS[metric], 15)

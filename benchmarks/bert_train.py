@@ -1,0 +1,133 @@
+"""Training throughput of comp's loop against a plain Hugging Face Trainer, same model.
+
+Both train the offline default encoder (comp's EncoderClassifier) on fold 0 of the demo
+competition for the same epochs, batch size and learning rate, evaluating the held-out
+fold after each epoch. comp's loop pads each length-bucketed batch to its own longest
+row; the Trainer baseline pads every row to max_len, as the usual notebook does.
+
+    .venv/bin/python benchmarks/bert_train.py [--epochs 2] [--max-len 128]
+
+Prints samples/s of each, their ratio and each held-out weighted F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from comp.data import Competition
+from comp.demo import DemoSpec
+from comp.folds import create_folds
+from comp.metrics import METRICS
+from comp.models.base import FoldContext
+from comp.models.bert import Bert, BertParams, EncoderClassifier, _encoder, load_tokenizer
+from comp.progress import Reporter
+from comp.runner import seed_everything
+from comp.scaffold import init_demo
+from comp.store import RunStore
+from comp.workspace import Workspace
+
+
+class WithLoss(torch.nn.Module):
+    """comp's module with the (input_ids, attention_mask, labels) → loss signature Trainer wants."""
+
+    def __init__(self, module: EncoderClassifier):
+        super().__init__()
+        self.module = module
+
+    def forward(self, input_ids, attention_mask, labels=None):
+        logits, _ = self.module({"input_ids": input_ids, "attention_mask": attention_mask})
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return {"loss": loss, "logits": logits}
+
+
+class Padded(torch.utils.data.Dataset):
+    def __init__(self, encoded, labels):
+        self.encoded, self.labels = encoded, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"input_ids": torch.tensor(self.encoded["input_ids"][i]),
+                "attention_mask": torch.tensor(self.encoded["attention_mask"][i]),
+                "labels": torch.tensor(int(self.labels[i]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    with tempfile.TemporaryDirectory() as folder:
+        workspace = Workspace(Path(folder))
+        init_demo(workspace, DemoSpec(image_size=None), force=False)
+        competition = Competition.load(workspace)
+        folds, _ = create_folds(workspace, competition, 5, 42, force=False)
+        train = competition.train.take(folds.training(0))
+        valid = competition.train.take(folds.held_out(0))
+        params = BertParams(epochs=args.epochs, max_len=args.max_len, batch_size=args.batch_size,
+                            patience=0)
+        with Reporter.open(quiet=True) as reporter:
+            ctx = FoldContext(0, 42, competition.classes, None, workspace.root / "scratch",
+                              workspace, RunStore(workspace.runs), reporter,
+                              corpus=np.concatenate([competition.train.text, competition.test.text]),
+                              data_hash=competition.data_hash)
+            tokenizer = load_tokenizer(params, ctx)  # built once, outside both timings
+
+            seed_everything(42)
+            model = Bert(params)
+            started = time.perf_counter()
+            model.fit(train, valid, ctx)
+            comp_seconds = time.perf_counter() - started
+            comp_f1 = METRICS["f1_weighted"](valid.y, model.predict_proba(valid))
+
+        hf_seconds, hf_f1 = trainer_baseline(params, tokenizer, train, valid, competition.n_classes,
+                                             Path(folder) / "hf")
+    samples = args.epochs * len(train)
+    comp_rate, hf_rate = samples / comp_seconds, samples / hf_seconds
+    print(f"train rows {len(train)}, held-out rows {len(valid)}, epochs {args.epochs}, "
+          f"batch {args.batch_size}, max_len {args.max_len}, threads {torch.get_num_threads()}")
+    print(f"comp loop:   {comp_rate:7.1f} samples/s  held-out f1_weighted {comp_f1:.4f}")
+    print(f"HF Trainer:  {hf_rate:7.1f} samples/s  held-out f1_weighted {hf_f1:.4f}")
+    print(f"speed ratio comp / HF Trainer: {comp_rate / hf_rate:.2f}x")
+
+
+def trainer_baseline(params, tokenizer, train, valid, n_classes, output_dir):
+    from transformers import Trainer, TrainingArguments
+
+    seed_everything(42)
+    encoder, pretrained = _encoder(params, tokenizer)
+    model = WithLoss(EncoderClassifier(encoder, n_classes, params.dropout, params.emb_dim, pretrained))
+
+    def padded(rows):
+        encoded = tokenizer(list(rows.text), truncation=True, max_length=params.max_len,
+                            padding="max_length")
+        return Padded(encoded, rows.y)
+
+    arguments = TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size, num_train_epochs=params.epochs,
+        learning_rate=params.lr, warmup_ratio=params.warmup, weight_decay=params.weight_decay,
+        max_grad_norm=params.clip_norm, eval_strategy="epoch", save_strategy="no",
+        logging_strategy="no", report_to=[], use_cpu=True, seed=42, disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=arguments, train_dataset=padded(train),
+                      eval_dataset=padded(valid))
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    logits = trainer.predict(padded(valid)).predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return seconds, METRICS["f1_weighted"](valid.y, logits)
+
+
+if __name__ == "__main__":
+    main()
