@@ -2,8 +2,9 @@
 
 Both train the offline default encoder (comp's EncoderClassifier) on fold 0 of the demo
 competition for the same epochs, batch size and learning rate, evaluating the held-out
-fold after each epoch. comp's loop pads each length-bucketed batch to its own longest
-row; the Trainer baseline pads every row to max_len, as the usual notebook does.
+fold after each epoch. comp's loop pads each batch to its own longest row (random
+batches by default; `length_buckets=true` also groups rows of similar length); the
+Trainer baseline pads every row to max_len, as the usual notebook does.
 
     .venv/bin/python benchmarks/bert_train.py [--epochs 2] [--max-len 128]
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,22 +84,32 @@ def main() -> None:
                               data_hash=competition.data_hash)
             tokenizer = load_tokenizer(params, ctx)  # built once, outside both timings
 
-            seed_everything(42)
-            model = Bert(params)
-            started = time.perf_counter()
-            model.fit(train, valid, ctx)
-            comp_seconds = time.perf_counter() - started
-            comp_f1 = METRICS["f1_weighted"](valid.y, model.predict_proba(valid))
+            comp_results = {
+                buckets: comp_loop(replace(params, length_buckets=buckets), ctx, train, valid)
+                for buckets in (False, True)
+            }
 
         hf_seconds, hf_f1 = trainer_baseline(params, tokenizer, train, valid, competition.n_classes,
                                              Path(folder) / "hf")
     samples = args.epochs * len(train)
-    comp_rate, hf_rate = samples / comp_seconds, samples / hf_seconds
+    hf_rate = samples / hf_seconds
     print(f"train rows {len(train)}, held-out rows {len(valid)}, epochs {args.epochs}, "
           f"batch {args.batch_size}, max_len {args.max_len}, threads {torch.get_num_threads()}")
-    print(f"comp loop:   {comp_rate:7.1f} samples/s  held-out f1_weighted {comp_f1:.4f}")
-    print(f"HF Trainer:  {hf_rate:7.1f} samples/s  held-out f1_weighted {hf_f1:.4f}")
-    print(f"speed ratio comp / HF Trainer: {comp_rate / hf_rate:.2f}x")
+    print(f"HF Trainer (pad to max_len):  {hf_rate:7.1f} samples/s  held-out f1_weighted {hf_f1:.4f}")
+    for buckets, (seconds, f1) in comp_results.items():
+        label = "comp, length buckets" if buckets else "comp (default)      "
+        rate = samples / seconds
+        print(f"{label}:          {rate:7.1f} samples/s  held-out f1_weighted {f1:.4f}  "
+              f"ratio {rate / hf_rate:.2f}x")
+
+
+def comp_loop(params: BertParams, ctx: FoldContext, train, valid) -> tuple[float, float]:
+    seed_everything(42)
+    model = Bert(params)
+    started = time.perf_counter()
+    model.fit(train, valid, ctx)
+    seconds = time.perf_counter() - started
+    return seconds, METRICS["f1_weighted"](valid.y, model.predict_proba(valid))
 
 
 def trainer_baseline(params, tokenizer, train, valid, n_classes, output_dir):
@@ -115,7 +127,7 @@ def trainer_baseline(params, tokenizer, train, valid, n_classes, output_dir):
     arguments = TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=params.batch_size,
         per_device_eval_batch_size=params.batch_size, num_train_epochs=params.epochs,
-        learning_rate=params.lr, warmup_ratio=params.warmup, weight_decay=params.weight_decay,
+        learning_rate=params.lr, warmup_steps=params.warmup, weight_decay=params.weight_decay,
         max_grad_norm=params.clip_norm, eval_strategy="epoch", save_strategy="no",
         logging_strategy="no", report_to=[], use_cpu=True, seed=42, disable_tqdm=True,
     )

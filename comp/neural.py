@@ -50,6 +50,10 @@ class TrainParams:
     """Epochs without a better held-out F1 before stopping; 0 trains every epoch."""
     workers: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    length_buckets: bool = False
+    """Train on batches of similar length (faster: less padding). Off by default: batch
+    composition then follows text length, which cost held-out F1 on the demo
+    (benchmarks/bert_train.py prints both). Prediction always sorts by length."""
 
 
 class FoldModule(nn.Module):
@@ -177,7 +181,8 @@ class Trainer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and embeddings in the dataset's row order (all processes gathered)."""
         loader = self._loader(dataset, collate, lengths, shuffle=False)
-        order = np.concatenate([np.asarray(b) for b in loader.batch_sampler]) if lengths is not None else None
+        bucketed = isinstance(loader.batch_sampler, BucketBatches)
+        order = np.concatenate([np.asarray(b) for b in loader.batch_sampler]) if bucketed else None
         loader = self.accelerator.prepare(loader)
         module = module.to(self.accelerator.device)
         module.eval()
@@ -198,7 +203,7 @@ class Trainer:
     def _loader(self, dataset, collate, lengths, shuffle: bool) -> DataLoader:
         p = self.params
         common = {"collate_fn": collate, "num_workers": p.workers}
-        if lengths is not None:
+        if lengths is not None and (p.length_buckets or not shuffle):
             sampler = BucketBatches(lengths, p.batch_size, self.ctx.seed, shuffle=shuffle)
             return DataLoader(dataset, batch_sampler=sampler, **common)
         generator = torch.Generator().manual_seed(self.ctx.seed)
