@@ -24,6 +24,8 @@ demo: install
 	$(BIN)/python -m comp --workspace demo folds
 	$(BIN)/python -m comp --workspace demo run fasttext --fold all
 	$(BIN)/python -m comp --workspace demo run tfidf --fold all
+	$(BIN)/python -m comp --workspace demo run bert --fold all --set epochs=3 --set length_buckets=true
+	$(BIN)/python -m comp --workspace demo run image --fold all --set backbone=resnet10t --set image_size=24 --set epochs=2
 	$(BIN)/python -m comp --workspace demo blend --method stack --name demo_blend --explain
 	$(BIN)/python -m comp --workspace demo leaderboard
 	$(BIN)/python -m comp --workspace demo submit

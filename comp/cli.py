@@ -216,7 +216,7 @@ def leaderboard_command(
             str(rank), r.id, r.name, r.model, _fmt(r.cv_score), spread,
             _fmt(r.scores.get("f1_macro")), _fmt(r.scores.get("accuracy")),
             _fmt(r.scores.get("log_loss")), f"{r.duration_s:.0f}s", entry.state,
-            ", ".join(r.parents),
+            ", ".join(r.parents) if len(r.parents) <= 2 else f"{len(r.parents)} runs (--json)",
         )
     out.print(table)
 

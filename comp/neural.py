@@ -207,7 +207,10 @@ class Trainer:
             sampler = BucketBatches(lengths, p.batch_size, self.ctx.seed, shuffle=shuffle)
             return DataLoader(dataset, batch_sampler=sampler, **common)
         generator = torch.Generator().manual_seed(self.ctx.seed)
-        return DataLoader(dataset, batch_size=p.batch_size, shuffle=shuffle, generator=generator, **common)
+        # a last training batch of one row breaks batch norm; dropping it loses one row an epoch
+        drop_last = shuffle and len(dataset) % p.batch_size == 1
+        return DataLoader(dataset, batch_size=p.batch_size, shuffle=shuffle, generator=generator,
+                          drop_last=drop_last, **common)
 
 
 def make_accelerator(params: TrainParams):

@@ -85,7 +85,7 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     x = torch.randn(n, n_features)
     module = _Linear(n_features, n_classes)
     with torch.no_grad():
-        truth = module(({"x": x}))[0].argmax(dim=1)
+        truth = module({"x": x})[0].argmax(dim=1)
     noise = torch.randint(0, n_classes, (n,))
     data = FoldData(train=_Rows(x, noise), valid=_Rows(x, truth),
                     collate=torch.utils.data.default_collate)
