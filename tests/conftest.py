@@ -43,3 +43,22 @@ def tiny(tiny_template: Path, tmp_path: Path) -> Path:
     workspace = tmp_path / "ws"
     shutil.copytree(tiny_template, workspace)
     return workspace
+
+
+def finished_run(workspace: Path, run_id: str, emb_dim: int | None = None):
+    """The run's record, oof and test arrays, checked against the run-store contract."""
+    import json
+
+    import numpy as np
+
+    run = workspace / "runs" / run_id
+    record = json.loads((run / "run.json").read_text())
+    oof, test = np.load(run / "oof.npy"), np.load(run / "test.npy")
+    assert record["status"] == "done"
+    assert oof.shape[1] == test.shape[1] == len(record["classes"])
+    np.testing.assert_allclose(oof.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(test.sum(axis=1), 1.0, atol=1e-5)
+    if emb_dim is not None:
+        assert np.load(run / "emb_oof.npy").shape == (len(oof), emb_dim)
+        assert np.load(run / "emb_test.npy").shape == (len(test), emb_dim)
+    return record, oof, test

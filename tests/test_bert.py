@@ -16,7 +16,7 @@ from comp.neural import FoldData, FoldModule, Trainer, TrainParams
 from comp.progress import Reporter
 from comp.store import RunStore
 from comp.workspace import Workspace
-from tests.conftest import comp
+from tests.conftest import comp, finished_run
 
 TINY_BERT = ["--set", "epochs=2", "--set", "hidden=32", "--set", "layers=1", "--set", "max_len=48",
              "--set", "vocab_size=2000"]
@@ -24,14 +24,8 @@ TINY_BERT = ["--set", "epochs=2", "--set", "hidden=32", "--set", "layers=1", "--
 
 def test_bert_trains_through_the_cli_with_embeddings_and_a_cached_tokenizer(tiny):
     comp("run", "bert", *TINY_BERT, "--set", "emb_dim=16", "--run-id", "a", workspace=tiny)
-    run = tiny / "runs/a"
-    record = json.loads((run / "run.json").read_text())
-    oof, test = np.load(run / "oof.npy"), np.load(run / "test.npy")
+    record, oof, _ = finished_run(tiny, "a", emb_dim=16)
     n_classes = len(record["classes"])
-    assert oof.shape[1] == test.shape[1] == n_classes
-    np.testing.assert_allclose(oof.sum(axis=1), 1.0, atol=1e-5)
-    assert np.load(run / "emb_oof.npy").shape == (len(oof), 16)
-    assert np.load(run / "emb_test.npy").shape == (len(test), 16)
     assert record["cv_score"] > 1.5 / n_classes  # learnt something in two tiny epochs
 
     tokenizers = list((tiny / "runs/.cache").glob("tokenizer-*"))

@@ -19,7 +19,7 @@ from comp.models.image import ImageDataset, ImageParams, build_backbone, image_s
 from comp.progress import Reporter
 from comp.store import RunStore
 from comp.workspace import Workspace
-from tests.conftest import comp
+from tests.conftest import comp, finished_run
 
 FAST = ["--set", "backbone=resnet10t", "--set", "image_size=32", "--set", "epochs=1"]
 
@@ -41,16 +41,9 @@ def _on_disk(paths) -> tuple[int, int]:
 
 def test_image_trains_through_the_cli_counts_bad_images_and_is_deterministic(tiny):
     comp("run", "image", *FAST, "--set", "emb_dim=16", "--run-id", "a", workspace=tiny)
+    record, oof, test = finished_run(tiny, "a", emb_dim=16)
     run = tiny / "runs/a"
-    record = json.loads((run / "run.json").read_text())
-    oof, test = np.load(run / "oof.npy"), np.load(run / "test.npy")
-    n_classes = len(record["classes"])
-    assert oof.shape[1] == test.shape[1] == n_classes
-    np.testing.assert_allclose(oof.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(test.sum(axis=1), 1.0, atol=1e-5)
-    assert np.load(run / "emb_oof.npy").shape == (len(oof), 16)
-    assert np.load(run / "emb_test.npy").shape == (len(test), 16)
-    assert record["cv_score"] > 1.2 / n_classes  # above chance after one tiny epoch
+    assert record["cv_score"] > 1.2 / len(record["classes"])  # above chance after one tiny epoch
 
     competition = Competition.load(Workspace(tiny))
     train_missing, train_corrupt = _on_disk(competition.train.image_paths)
