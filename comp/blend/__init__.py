@@ -57,10 +57,10 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
     parents = _choose_parents(workspace, store, request)
     for parent in parents:
         check_run_matches(parent, competition, folds, finished=True)
-    objective = METRICS[request.metric or competition.config.cv.metric] if (
-        request.metric is None or request.metric in METRICS) else None
-    if objective is None:
-        raise CompError(f"--metric must be one of {', '.join(METRICS)}, got {request.metric!r}")
+    objective_name = request.metric or competition.config.cv.metric
+    if objective_name not in METRICS:
+        raise CompError(f"--metric must be one of {', '.join(METRICS)}, got {objective_name!r}")
+    objective = METRICS[objective_name]
     started = time.perf_counter()
     y = competition.y
     oofs = [_checked_array(store, r, "oof", (len(y), competition.n_classes)) for r in parents]
