@@ -67,6 +67,14 @@ def folds_hash(ids: np.ndarray, fold: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+def stored_folds_hash(workspace: Workspace) -> str | None:
+    """The hash of runs/folds.parquet as stored (no check against the train file)."""
+    if not workspace.folds_path.exists():
+        return None
+    frame = pd.read_parquet(workspace.folds_path)
+    return folds_hash(frame.iloc[:, 0].to_numpy(), frame["fold"].to_numpy())
+
+
 def write_folds(workspace: Workspace, competition: Competition, folds: Folds) -> None:
     frame = pd.DataFrame({competition.config.id_column: folds.ids, "fold": folds.fold})
     buffer = frame.to_parquet(index=False)
@@ -106,9 +114,8 @@ def create_folds(
     if n_folds > len(competition.y):
         raise CompError(f"{n_folds} folds is more than the {len(competition.y)} train rows")
     new = Folds(ids=competition.train_ids, fold=make_folds(competition.y, n_folds, seed))
-    if workspace.folds_path.exists():
-        frame = pd.read_parquet(workspace.folds_path)
-        old_hash = folds_hash(frame.iloc[:, 0].to_numpy(), frame["fold"].to_numpy())
+    old_hash = stored_folds_hash(workspace)
+    if old_hash is not None:
         if old_hash == new.hash:
             return new, False
         users = [r.id for r in RunStore(workspace.runs).all() if r.folds_hash == old_hash]

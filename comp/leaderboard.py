@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from comp.data import data_hash
 from comp.errors import CompError
-from comp.folds import folds_hash
+from comp.folds import stored_folds_hash
 from comp.metrics import METRICS
 from comp.store import RunRecord, RunStore
 from comp.workspace import Workspace
@@ -47,11 +45,7 @@ def current_hashes(workspace: Workspace) -> tuple[str | None, str | None]:
         data = data_hash(workspace, config)
     except CompError:
         data = None
-    folds = None
-    if workspace.folds_path.exists():
-        frame = pd.read_parquet(workspace.folds_path)
-        folds = folds_hash(frame.iloc[:, 0].to_numpy(), frame["fold"].to_numpy())
-    return folds, data
+    return stored_folds_hash(workspace), data
 
 
 def leaderboard(workspace: Workspace) -> list[Entry]:

@@ -211,11 +211,13 @@ def _fit_predict(model: Model, competition, train_rows, valid_rows, ctx) -> Fold
     valid = train.take(valid_rows)
     model.fit(train.take(train_rows), valid, ctx)
     n_classes = competition.n_classes
+    valid_proba, valid_emb = model.predict_with_embedding(valid)
+    test_proba, test_emb = model.predict_with_embedding(test)
     return FoldOutput(
-        valid_proba=checked_proba(model.predict_proba(valid), len(valid_rows), n_classes),
-        test_proba=checked_proba(model.predict_proba(test), len(test), n_classes),
-        valid_emb=_checked_embedding(model.embed(valid), len(valid_rows)),
-        test_emb=_checked_embedding(model.embed(test), len(test)),
+        valid_proba=checked_proba(valid_proba, len(valid_rows), n_classes),
+        test_proba=checked_proba(test_proba, len(test), n_classes),
+        valid_emb=_checked_embedding(valid_emb, len(valid_rows)),
+        test_emb=_checked_embedding(test_emb, len(test)),
     )
 
 

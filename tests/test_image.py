@@ -95,12 +95,11 @@ def _fit(params, train, valid, ctx):
 def test_tta_changes_predictions_but_not_shapes_and_embeddings_default_to_the_backbone(fold0):
     competition, train, valid, ctx = fold0
     model = _fit({"backbone": "resnet10t", "image_size": 32, "epochs": 1}, train, valid, ctx)
-    plain, plain_emb = model.predict_proba(competition.test), model.embed(competition.test)
+    plain, plain_emb = model.predict_with_embedding(competition.test)
     assert plain.shape == (len(competition.test), competition.n_classes)
     assert plain_emb.shape == (len(competition.test), 512)  # resnet10t's pooled features
     model.params = dataclasses.replace(model.params, tta=True)
-    model._cache.clear()
-    flipped, flipped_emb = model.predict_proba(competition.test), model.embed(competition.test)
+    flipped, flipped_emb = model.predict_with_embedding(competition.test)
     assert flipped.shape == plain.shape and flipped_emb.shape == plain_emb.shape
     np.testing.assert_allclose(flipped.sum(axis=1), 1.0, atol=1e-5)
     assert not np.allclose(flipped, plain, atol=1e-4)

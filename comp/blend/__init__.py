@@ -112,7 +112,7 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
     return store_precomputed_run(
         workspace, competition, folds, name=request.name or f"blend-{request.method}",
         model="blend", params={**params, "runs": [r.id for r in parents]},
-        oof=_normalised(oof_blend), test=_normalised(test_blend), parents=[r.id for r in parents],
+        oof=oof_blend, test=test_blend, parents=[r.id for r in parents],
         seed=request.seed, duration_s=time.perf_counter() - started, details=details,
     )
 

@@ -65,6 +65,11 @@ class Model(ABC):
         """Optional [len(rows), dim] embeddings for downstream models."""
         return None
 
+    def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray | None]:
+        """Both at once: what the harness calls. A family whose embedding falls out of the
+        same forward pass (a neural one) overrides this to pass over the rows once."""
+        return self.predict_proba(rows), self.embed(rows)
+
 
 def expand_columns(proba: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
     """Place a classifier's columns (for the classes it saw in training) into all classes.

@@ -111,23 +111,19 @@ class Bert(Model):
             valid_lengths=[len(ids) for ids in valid_ids],
         )
         self._module = self._trainer.fit(module, data, valid.y)
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def predict_proba(self, rows: Table) -> np.ndarray:
-        return self._predict(rows)[0]
+        return self.predict_with_embedding(rows)[0]
 
     def embed(self, rows: Table) -> np.ndarray:
-        return self._predict(rows)[1]
+        return self.predict_with_embedding(rows)[1]
 
-    def _predict(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
-        key = id(rows.text)  # the harness asks for probabilities, then embeddings
-        if key not in self._cache:
-            ids = self._encode(rows)
-            self._cache[key] = self._trainer.predict(
-                self._module, TextDataset(ids, None), PadCollate(self._tokenizer.pad_token_id),
-                [len(i) for i in ids],
-            )
-        return self._cache[key]
+    def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._encode(rows)
+        return self._trainer.predict(
+            self._module, TextDataset(ids, None), PadCollate(self._tokenizer.pad_token_id),
+            [len(i) for i in ids],
+        )
 
     def _encode(self, rows: Table) -> list[list[int]]:
         encoded = self._tokenizer(list(rows.text), truncation=True, max_length=self.params.max_len)

@@ -317,29 +317,25 @@ class ImageModel(Model):
             collate=collate,
         )
         self._module = self._trainer.fit(module, data, valid.y)
-        self._cache: dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
 
     def predict_proba(self, rows: Table) -> np.ndarray:
-        return self._predict(rows)[0]
+        return self.predict_with_embedding(rows)[0]
 
     def embed(self, rows: Table) -> np.ndarray:
-        return self._predict(rows)[1]
+        return self.predict_with_embedding(rows)[1]
 
-    def _predict(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
         paths = rows.image_paths
         if paths is None:
             raise CompError("the image family needs images: these rows have none")
-        key = id(paths)  # the harness asks for probabilities, then embeddings
-        if key not in self._cache:
-            if rows.y is None and self._ctx.fold == 0:  # the test set, seen by every fold
-                self._count(paths, self._ctx, prefix="test_")
-            proba, embedding = self._trainer.predict(self._module, self._dataset(paths, None), collate)
-            if self.params.tta:
-                flipped = self._trainer.predict(self._module, self._dataset(paths, None, flip=True),
-                                                collate)
-                proba, embedding = (proba + flipped[0]) / 2, (embedding + flipped[1]) / 2
-            self._cache[key] = (paths, (proba, embedding))  # holding `paths` keeps its id unique
-        return self._cache[key][1]
+        if rows.y is None and self._ctx.fold == 0:  # the test set, seen by every fold
+            self._count(paths, self._ctx, prefix="test_")
+        proba, embedding = self._trainer.predict(self._module, self._dataset(paths, None), collate)
+        if self.params.tta:
+            flipped = self._trainer.predict(self._module, self._dataset(paths, None, flip=True),
+                                            collate)
+            proba, embedding = (proba + flipped[0]) / 2, (embedding + flipped[1]) / 2
+        return proba, embedding
 
     def _dataset(self, paths: np.ndarray, labels: np.ndarray | None, training: bool = False,
                  flip: bool = False) -> ImageDataset:
