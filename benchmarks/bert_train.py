@@ -27,7 +27,7 @@ from comp.demo import DemoSpec
 from comp.folds import create_folds
 from comp.metrics import METRICS
 from comp.models.base import FoldContext
-from comp.models.bert import Bert, BertParams, EncoderClassifier, _encoder, load_tokenizer
+from comp.models.bert import Bert, BertParams, EncoderClassifier, build_encoder, load_tokenizer
 from comp.progress import Reporter
 from comp.runner import seed_everything
 from comp.scaffold import init_demo
@@ -116,7 +116,7 @@ def trainer_baseline(params, tokenizer, train, valid, n_classes, output_dir):
     from transformers import Trainer, TrainingArguments
 
     seed_everything(42)
-    encoder, pretrained = _encoder(params, tokenizer)
+    encoder, pretrained = build_encoder(params, tokenizer)
     model = WithLoss(EncoderClassifier(encoder, n_classes, params.dropout, params.emb_dim, pretrained))
 
     def padded(rows):

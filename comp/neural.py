@@ -1,18 +1,20 @@
 """The one training loop every neural family shares, built on accelerate.
 
-A family supplies a module (batch dict → logits, pooled embedding), its datasets and
-collate function; this loop does the rest the way a competitor would write it: AdamW
-with no decay on biases and norms, separate learning rates for the pretrained body and
-the new layers, linear warmup then decay, gradient accumulation and clipping, mixed
-precision where the device has it, optional gradient checkpointing, early stopping on
-the fold's held-out weighted F1 with the best epoch restored, and progress bars with
-loss and F1. One process, one GPU or many (`accelerate launch`) run the same code.
+A family supplies a module (batch dict → logits, pooled embedding, and whatever else its
+loss needs), its datasets and collate function; this loop does the rest the way a
+competitor would write it: AdamW with no decay on biases and norms, separate learning
+rates for the pretrained body and the new layers, linear warmup then decay, gradient
+accumulation and clipping, mixed precision where the device has it, optional gradient
+checkpointing, early stopping on the fold's held-out weighted F1 with the best epoch
+restored, and progress bars with the loss (and its terms) and F1. One process, one GPU
+or many (`accelerate launch`) run the same code.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,9 +24,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from comp.data import Table
 from comp.errors import CompError
 from comp.metrics import METRICS
-from comp.models.base import FoldContext
+from comp.models.base import FoldContext, Model
 
 
 @dataclass
@@ -57,8 +60,9 @@ class TrainParams:
 
 
 class FoldModule(nn.Module):
-    """What a family trains: `forward(batch) -> (logits, embedding)`; `body` holds the
-    pretrained part that gets `body_lr`."""
+    """What a family trains: `forward(batch) -> (logits, embedding, *more)`; `body` holds
+    the pretrained part that gets `body_lr`. Prediction uses logits and embedding; `loss`
+    sees all of the outputs."""
 
     body: nn.Module
     pretrained: bool = False
@@ -66,8 +70,31 @@ class FoldModule(nn.Module):
     def default_body_lr(self, lr: float) -> float:
         return lr / 10 if self.pretrained else lr
 
+    def body_learning_rates(self, lr: float, body_lr: float | None) -> list[tuple[nn.Module, float]]:
+        """Parts with their own learning rate; every other parameter trains at `lr`."""
+        return [(self.body, body_lr if body_lr is not None else self.default_body_lr(lr))]
+
+    def loss(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss and its named terms (logged per epoch); cross-entropy here."""
+        return nn.functional.cross_entropy(outputs[0].float(), batch["labels"]), {}
+
     def enable_gradient_checkpointing(self) -> None:
         raise CompError(f"{type(self).__name__} has no gradient checkpointing")
+
+
+class NeuralModel(Model):
+    """A neural family: probabilities and embedding come out of one forward pass."""
+
+    def predict_proba(self, rows: Table) -> np.ndarray:
+        return self.predict_with_embedding(rows)[0]
+
+    def embed(self, rows: Table) -> np.ndarray:
+        return self.predict_with_embedding(rows)[1]
+
+    @abstractmethod
+    def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and embeddings of `rows`, in row order."""
 
 
 class BucketBatches(torch.utils.data.Sampler[list[int]]):
@@ -136,7 +163,10 @@ class Trainer:
         module, optimizer, train_loader, scheduler = accelerator.prepare(
             module, optimizer, train_loader, scheduler
         )
+        # forward through the prepared module (DDP syncs gradients), the loss from the plain one
+        loss_of = accelerator.unwrap_model(module).loss
         best_f1, best_state, stale, history = -1.0, None, 0, []
+        term_history: dict[str, list[float]] = {}
         reporter = self.ctx.reporter
         for epoch in range(p.epochs):
             module.train()
@@ -144,23 +174,27 @@ class Trainer:
             if hasattr(getattr(sampler, "batch_sampler", sampler), "set_epoch"):
                 getattr(sampler, "batch_sampler", sampler).set_epoch(epoch)
             task = reporter.task(f"fold {self.ctx.fold} epoch {epoch + 1}/{p.epochs}", len(train_loader))
-            running = 0.0
+            running: dict[str, float] = {}
             for step, batch in enumerate(train_loader, 1):
                 with accelerator.accumulate(module):
-                    logits, _ = module(batch)
-                    loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+                    loss, terms = loss_of(module(batch), batch)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and p.clip_norm > 0:
                         accelerator.clip_grad_norm_(module.parameters(), p.clip_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad()
-                running += (loss.item() - running) / step
-                reporter.advance(task, f"loss {running:.3f}")
+                for name, value in {"loss": loss, **terms}.items():
+                    mean = running.get(name, 0.0)
+                    running[name] = mean + (value.item() - mean) / step
+                reporter.advance(task, _format_terms(running, 3))
             proba, _ = self.predict(module, data.valid, data.collate, data.valid_lengths)
             f1 = METRICS["f1_weighted"](y_valid, proba)
-            reporter.log(f"fold {self.ctx.fold} epoch {epoch + 1}: loss {running:.4f}, "
+            reporter.log(f"fold {self.ctx.fold} epoch {epoch + 1}: {_format_terms(running, 4)}, "
                          f"held-out f1_weighted {f1:.4f}")
+            if len(running) > 1:  # a loss with terms: keep each term's epoch means
+                for name, value in running.items():
+                    term_history.setdefault(name, []).append(round(value, 6))
             reporter.remove(task)
             history.append(f1)
             if f1 > best_f1:
@@ -173,6 +207,8 @@ class Trainer:
         best = accelerator.unwrap_model(module)
         best.load_state_dict(best_state)
         self.ctx.stats["epoch_f1"] = [round(f, 6) for f in history]
+        if term_history:
+            self.ctx.stats["epoch_loss_terms"] = term_history
         return best
 
     @torch.no_grad()
@@ -189,7 +225,7 @@ class Trainer:
         probas, embeddings = [], []
         for batch in loader:
             with self.accelerator.autocast():
-                logits, embedding = module(batch)
+                logits, embedding = module(batch)[:2]
             logits, embedding = self.accelerator.gather_for_metrics((logits.float(), embedding.float()))
             probas.append(torch.softmax(logits, dim=1).cpu().numpy())
             embeddings.append(embedding.cpu().numpy())
@@ -230,20 +266,23 @@ def make_accelerator(params: TrainParams):
 
 
 def _param_groups(module: FoldModule, p: TrainParams) -> list[dict[str, Any]]:
-    """Two learning rates (body, new layers) × decay or not (biases and norms get none)."""
-    body_ids = {id(param) for param in module.body.parameters()}
-    body_lr = p.body_lr if p.body_lr is not None else module.default_body_lr(p.lr)
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    """Learning rates (bodies, new layers) × decay or not (biases and norms get none)."""
+    lr_of = {id(param): lr for part, lr in module.body_learning_rates(p.lr, p.body_lr)
+             for param in part.parameters()}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
         no_decay = param.ndim <= 1 or name.endswith(".bias")
-        groups.setdefault((id(param) in body_ids, no_decay), []).append(param)
+        groups.setdefault((lr_of.get(id(param), p.lr), no_decay), []).append(param)
     return [
-        {"params": params, "lr": body_lr if in_body else p.lr,
-         "weight_decay": 0.0 if no_decay else p.weight_decay}
-        for (in_body, no_decay), params in groups.items()
+        {"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else p.weight_decay}
+        for (lr, no_decay), params in groups.items()
     ]
+
+
+def _format_terms(running: dict[str, float], digits: int) -> str:
+    return ", ".join(f"{name} {value:.{digits}f}" for name, value in running.items())
 
 
 def _warmup_then_linear(total_steps: int, warmup: float) -> Callable[[int], float]:

@@ -20,10 +20,11 @@ from torch import nn
 
 from comp.data import Table
 from comp.errors import CompError
-from comp.models.base import FoldContext, Model
-from comp.neural import FoldData, FoldModule, Trainer, TrainParams
+from comp.models.base import FoldContext
+from comp.neural import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PRETRAINED_BODY_LR = 3e-5
 
 
 @dataclass
@@ -60,12 +61,22 @@ class PadCollate:
         self.pad_id = pad_id
 
     def __call__(self, rows: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids, _ in rows)
+        return {**self.pad([ids for ids, _ in rows]), "labels": torch.tensor([label for _, label in rows])}
+
+    def pad(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        for i, (ids, _) in enumerate(rows):
+        for i, ids in enumerate(rows):
             input_ids[i, : len(ids)] = torch.tensor(ids)
-        return {"input_ids": input_ids, "attention_mask": (input_ids != self.pad_id).long(),
-                "labels": torch.tensor([label for _, label in rows])}
+        return {"input_ids": input_ids, "attention_mask": (input_ids != self.pad_id).long()}
+
+
+def mean_pool(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The encoder's last hidden states averaged over the real (unpadded) tokens."""
+    mask = batch["attention_mask"]
+    hidden = encoder(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 class EncoderClassifier(FoldModule):
@@ -79,28 +90,24 @@ class EncoderClassifier(FoldModule):
         self.head = nn.Linear(emb_dim or hidden, n_classes)
 
     def default_body_lr(self, lr: float) -> float:
-        return 3e-5 if self.pretrained else lr
+        return PRETRAINED_BODY_LR if self.pretrained else lr
 
     def enable_gradient_checkpointing(self) -> None:
         self.body.gradient_checkpointing_enable()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = batch["attention_mask"]
-        hidden = self.body(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        embedding = self.projection(self.dropout(pooled))
+        embedding = self.projection(self.dropout(mean_pool(self.body, batch)))
         return self.head(embedding), embedding
 
 
-class Bert(Model):
+class Bert(NeuralModel):
     family = "bert"
     Params = BertParams
 
     def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
         p = self.params
         self._tokenizer = load_tokenizer(p, ctx)
-        encoder, pretrained = _encoder(p, self._tokenizer)
+        encoder, pretrained = build_encoder(p, self._tokenizer)
         module = EncoderClassifier(encoder, ctx.n_classes, p.dropout, p.emb_dim, pretrained)
         self._trainer = Trainer(p, ctx)
         train_ids, valid_ids = self._encode(train), self._encode(valid)
@@ -111,12 +118,6 @@ class Bert(Model):
             valid_lengths=[len(ids) for ids in valid_ids],
         )
         self._module = self._trainer.fit(module, data, valid.y)
-
-    def predict_proba(self, rows: Table) -> np.ndarray:
-        return self.predict_with_embedding(rows)[0]
-
-    def embed(self, rows: Table) -> np.ndarray:
-        return self.predict_with_embedding(rows)[1]
 
     def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
         ids = self._encode(rows)
@@ -172,7 +173,9 @@ def _train_tokenizer(folder: Path, corpus: np.ndarray, vocab_size: int) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _encoder(p: BertParams, tokenizer) -> tuple[nn.Module, bool]:
+def build_encoder(p: BertParams, tokenizer) -> tuple[nn.Module, bool]:
+    """The hub encoder `p.backbone`, or the offline default's small BERT, and whether it is
+    pretrained."""
     from transformers import AutoModel, BertConfig, BertModel
 
     if p.backbone:

@@ -35,8 +35,8 @@ from torch import nn
 
 from comp.data import Table
 from comp.errors import CompError
-from comp.models.base import FoldContext, Model
-from comp.neural import FoldData, FoldModule, Trainer, TrainParams
+from comp.models.base import FoldContext
+from comp.neural import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
 
 OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
 
@@ -122,12 +122,16 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def load(self, i: int) -> Image.Image:
-        image, _ = open_rgb(self.paths[i], self.size)
+        return self.read(i)[0]
+
+    def read(self, i: int) -> tuple[Image.Image, str]:
+        """The row's image (blank when missing or corrupt) and its status."""
+        image, status = open_rgb(self.paths[i], self.size)
         if image is None:
             image = Image.new("RGB", (self.size, self.size), self.blank)
         if self.flip:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return image
+        return image, status
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.transform(self.load(i)), -1 if self.labels is None else int(self.labels[i])
@@ -244,6 +248,16 @@ def build_backbone(p: ImageParams, ctx: FoldContext) -> tuple[nn.Module, bool]:
     return backbone, pretrained
 
 
+def build_frozen_backbone(p: ImageParams, ctx: FoldContext) -> tuple[nn.Module, bool]:
+    """`build_backbone` with its first `p.freeze_blocks` blocks frozen."""
+    backbone, pretrained = build_backbone(p, ctx)
+    frozen = freeze_blocks(backbone, p.freeze_blocks)
+    if frozen and not pretrained:
+        ctx.reporter.log(f"fold {ctx.fold}: freeze_blocks={p.freeze_blocks} freezes "
+                         "randomly initialised weights (no pretrained or checkpoint)")
+    return backbone, pretrained
+
+
 def load_checkpoint(backbone: nn.Module, checkpoint: str, ctx: FoldContext) -> None:
     """Non-strict: keys of another shape (a classifier) are dropped; missing keys reported."""
     from timm.models import load_state_dict
@@ -269,6 +283,16 @@ def load_checkpoint(backbone: nn.Module, checkpoint: str, ctx: FoldContext) -> N
     ctx.stats["checkpoint_missing_keys"] = len(missing)
 
 
+def check_images(rows: Table, p: ImageParams, who: str) -> None:
+    """The rows have images and the image settings make sense, else one clear error."""
+    if rows.image_paths is None:
+        raise CompError(f"{who} needs images: comp.toml has no data.image")
+    if p.image_size < 8:
+        raise CompError(f"image_size must be at least 8 pixels, got {p.image_size}")
+    if not 0 < p.crop_scale <= 1:
+        raise CompError(f"crop_scale must be in (0, 1], got {p.crop_scale}")
+
+
 def transforms(backbone: nn.Module, p: ImageParams):
     """timm's train and eval transforms at `image_size`, with the backbone's mean and std."""
     from timm.data import create_transform, resolve_data_config
@@ -288,28 +312,19 @@ def transforms(backbone: nn.Module, p: ImageParams):
 # ---------------------------------------------------------------------------------------------
 
 
-class ImageModel(Model):
+class ImageModel(NeuralModel):
     family = "image"
     Params = ImageParams
 
     def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
         p = self.params
-        if train.image_paths is None:
-            raise CompError("the image family needs images: comp.toml has no data.image")
-        if p.image_size < 8:
-            raise CompError(f"image_size must be at least 8 pixels, got {p.image_size}")
-        if not 0 < p.crop_scale <= 1:
-            raise CompError(f"crop_scale must be in (0, 1], got {p.crop_scale}")
+        check_images(train, p, "the image family")
         self._ctx = ctx
-        backbone, pretrained = build_backbone(p, ctx)
-        frozen = freeze_blocks(backbone, p.freeze_blocks)
-        if frozen and not pretrained:
-            ctx.reporter.log(f"fold {ctx.fold}: freeze_blocks={p.freeze_blocks} freezes "
-                             "randomly initialised weights (no pretrained or checkpoint)")
+        backbone, pretrained = build_frozen_backbone(p, ctx)
         self._train_transform, self._eval_transform, self._mean = transforms(backbone, p)
         module = ImageClassifier(backbone, ctx.n_classes, p.dropout, p.emb_dim, pretrained,
                                  p.channels_last)
-        self._count(valid.image_paths, ctx, prefix="")
+        count_bad_images(valid.image_paths, p.image_size, ctx, prefix="")
         self._trainer = Trainer(p, ctx)
         data = FoldData(
             train=self._dataset(train.image_paths, train.y, training=True),
@@ -318,18 +333,12 @@ class ImageModel(Model):
         )
         self._module = self._trainer.fit(module, data, valid.y)
 
-    def predict_proba(self, rows: Table) -> np.ndarray:
-        return self.predict_with_embedding(rows)[0]
-
-    def embed(self, rows: Table) -> np.ndarray:
-        return self.predict_with_embedding(rows)[1]
-
     def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
         paths = rows.image_paths
         if paths is None:
             raise CompError("the image family needs images: these rows have none")
         if rows.y is None and self._ctx.fold == 0:  # the test set, seen by every fold
-            self._count(paths, self._ctx, prefix="test_")
+            count_bad_images(paths, self.params.image_size, self._ctx, prefix="test_")
         proba, embedding = self._trainer.predict(self._module, self._dataset(paths, None), collate)
         if self.params.tta:
             flipped = self._trainer.predict(self._module, self._dataset(paths, None, flip=True),
@@ -342,11 +351,13 @@ class ImageModel(Model):
         transform = self._train_transform if training else self._eval_transform
         return ImageDataset(paths, labels, transform, self.params.image_size, self._mean, flip)
 
-    def _count(self, paths: np.ndarray, ctx: FoldContext, prefix: str) -> None:
-        counts = image_status(paths, self.params.image_size)
-        ctx.stats[f"{prefix}missing_images"] = counts[MISSING]
-        ctx.stats[f"{prefix}corrupt_images"] = counts[CORRUPT]
-        if counts[MISSING] or counts[CORRUPT]:
-            what = "test" if prefix else "held-out"
-            ctx.reporter.log(f"fold {ctx.fold}: {counts[MISSING]} missing and {counts[CORRUPT]} "
-                             f"corrupt of {len(paths)} {what} images: blank images used")
+
+def count_bad_images(paths: np.ndarray, size: int, ctx: FoldContext, prefix: str) -> None:
+    """Missing and corrupt images into ctx.stats (`prefix` "test_" for the test set) and the log."""
+    counts = image_status(paths, size)
+    ctx.stats[f"{prefix}missing_images"] = counts[MISSING]
+    ctx.stats[f"{prefix}corrupt_images"] = counts[CORRUPT]
+    if counts[MISSING] or counts[CORRUPT]:
+        what = "test" if prefix else "held-out"
+        ctx.reporter.log(f"fold {ctx.fold}: {counts[MISSING]} missing and {counts[CORRUPT]} "
+                         f"corrupt of {len(paths)} {what} images: blank images used")

@@ -1,0 +1,333 @@
+"""HUSE: a text tower, an image tower and a shop embedding trained jointly (arXiv 1911.05978).
+
+- Text tower: the `bert` family's encoder (a hub model by `text_backbone`, or its offline
+  default built from the competition's text), mean pooling → dropout → Linear(→ `emb_dim`).
+- Image tower: the `image` family's timm backbone (`image_backbone`, first `freeze_blocks`
+  frozen) → dropout → Linear(→ `emb_dim`). A missing or corrupt image is a blank image,
+  and a learned "missing" vector is added to its embedding; they are counted in run.json's
+  stats as the image family counts them.
+- Shop: an embedding (`shop_dim`) of the first categorical column (shop_id), over the shops
+  of the fold's training rows; index 0, a zero vector, stands for any other shop.
+- Fusion: [image, text, shop] → Linear → ReLU → dropout → Linear to the classes. The fused
+  vector is the stored embedding (emb_oof.npy, emb_test.npy).
+
+Loss = `w_class`·CE + `w_sem`·L_sem + `w_gap`·L_gap (comp/losses.py). L_sem needs the
+distances A between class names, computed once per run by `sem_encoder` and stored as
+runs/<id>/class_distance.npy: `tfidf` (default: character n-grams of the full category
+paths, so siblings are close; meaningful offline, where the text tower starts untrained),
+`backbone` (the text tower's pooled embedding before training: use it with a pretrained
+`text_backbone`) or a hub model name. Without class names L_sem is off, with a warning.
+
+Learning rates: `bert_lr` for the text encoder (default as the bert family: 3e-5 for a hub
+model, `lr` for the offline default), `body_lr` for the image backbone (default as the
+image family: `lr`, or `lr`/10 when pretrained), `lr` for everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rich.markup import escape
+from torch import nn
+
+from comp import atomic
+from comp.data import Competition, Table
+from comp.errors import CompError
+from comp.folds import Folds
+from comp.losses import cosine_distances, gap_loss, semantic_loss
+from comp.models.base import FoldContext
+from comp.models.bert import (
+    PRETRAINED_BODY_LR,
+    BertParams,
+    PadCollate,
+    build_encoder,
+    load_tokenizer,
+    mean_pool,
+)
+from comp.models.image import (
+    OK,
+    ImageDataset,
+    ImageParams,
+    build_frozen_backbone,
+    check_images,
+    count_bad_images,
+    transforms,
+)
+from comp.neural import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
+from comp.workspace import Workspace
+
+CLASS_DISTANCE_FILE = "class_distance.npy"
+
+
+@dataclass
+class HuseParams(TrainParams):
+    text_backbone: str | None = None
+    """Hub name or local folder of the text encoder; None: the bert family's offline default."""
+    image_backbone: str = "resnet10t"
+    """Any timm model name; small by default so that a CPU trains it (efficientnet_b0 on a GPU)."""
+    image_pretrained: bool = False
+    """Load timm's pretrained weights for the image backbone (a warning and random init on failure)."""
+    image_size: int = 64
+    freeze_blocks: int = 0
+    crop_scale: float = 0.8
+    channels_last: bool = True
+    emb_dim: int = 512
+    """Size of each tower's embedding (and of the classifier's hidden layer)."""
+    shop_dim: int = 10
+    """Size of the shop embedding; 0: none."""
+    dropout: float = 0.2
+    w_class: float = 1.0
+    w_sem: float = 0.3
+    w_gap: float = 0.05
+    """Small by default: towers trained from scratch pulled hard together cost held-out F1 on
+    the demo (fold 0, 3 epochs: w_gap=0.3 0.689, w_gap=0 0.733); raise it for pretrained towers."""
+    margin: float = 0.7
+    """L_sem only looks at pairs whose class distance and embedding distance are below it."""
+    sem_encoder: str = "tfidf"
+    """What embeds the class names for A: tfidf, backbone (the text tower) or a hub model name."""
+    bert_lr: float | None = None
+    """Learning rate of the text encoder; default: 3e-5 for a hub model, else `lr`."""
+    max_len: int = 128
+    vocab_size: int = 8000
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 2
+    epochs: int = 6
+    lr: float = 2e-3
+
+    def text_params(self) -> BertParams:
+        return BertParams(backbone=self.text_backbone, max_len=self.max_len, vocab_size=self.vocab_size,
+                          hidden=self.hidden, layers=self.layers, heads=self.heads)
+
+    def image_params(self) -> ImageParams:
+        return ImageParams(backbone=self.image_backbone, pretrained=self.image_pretrained,
+                           image_size=self.image_size, freeze_blocks=self.freeze_blocks,
+                           crop_scale=self.crop_scale)
+
+    def check(self) -> None:
+        if min(self.w_class, self.w_sem, self.w_gap) < 0:
+            raise CompError("the loss weights w_class, w_sem and w_gap must be 0 or more")
+        if not 0 < self.margin <= 2:
+            raise CompError(f"margin is a cosine distance: it must be in (0, 2], got {self.margin}")
+        if min(self.emb_dim, self.max_len) < 1 or self.shop_dim < 0:
+            raise CompError("emb_dim and max_len must be positive and shop_dim 0 or more")
+
+
+class HuseNet(FoldModule):
+    """forward(batch) → (logits, fused, image embedding, text embedding). `body` is the image
+    backbone (it gets `body_lr`), `text_body` the text encoder (it gets `bert_lr`)."""
+
+    def __init__(self, p: HuseParams, text_encoder: nn.Module, text_pretrained: bool,
+                 image_backbone: nn.Module, image_pretrained: bool, n_shops: int, n_classes: int,
+                 class_distance: torch.Tensor | None):
+        super().__init__()
+        self.body, self.pretrained = image_backbone, image_pretrained
+        self.text_body, self.text_pretrained = text_encoder, text_pretrained
+        self.bert_lr, self.channels_last, self.margin = p.bert_lr, p.channels_last, p.margin
+        self.weights = {"class": p.w_class, "sem": p.w_sem, "gap": p.w_gap}
+        features = getattr(image_backbone, "head_hidden_size", None) or image_backbone.num_features
+        self.image_projection = nn.Sequential(nn.Dropout(p.dropout), nn.Linear(features, p.emb_dim))
+        self.text_projection = nn.Sequential(
+            nn.Dropout(p.dropout), nn.Linear(text_encoder.config.hidden_size, p.emb_dim)
+        )
+        self.missing_image = nn.Parameter(torch.zeros(p.emb_dim))
+        self.shop = nn.Embedding(n_shops + 1, p.shop_dim, padding_idx=0) if n_shops and p.shop_dim else None
+        fused = 2 * p.emb_dim + (p.shop_dim if self.shop is not None else 0)
+        self.head = nn.Sequential(nn.Linear(fused, p.emb_dim), nn.ReLU(), nn.Dropout(p.dropout),
+                                  nn.Linear(p.emb_dim, n_classes))
+        # not in the state dict: the same for every epoch, stored once per run
+        self.register_buffer("class_distance", class_distance, persistent=False)
+        if self.channels_last:
+            self.body.to(memory_format=torch.channels_last)
+
+    def body_learning_rates(self, lr: float, body_lr: float | None) -> list[tuple[nn.Module, float]]:
+        text_default = PRETRAINED_BODY_LR if self.text_pretrained else lr
+        text_lr = self.bert_lr if self.bert_lr is not None else text_default
+        return [*super().body_learning_rates(lr, body_lr), (self.text_body, text_lr)]
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.text_body.gradient_checkpointing_enable()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        text = self.text_projection(mean_pool(self.text_body, batch))
+        pixels = batch["pixel_values"]
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        image = self.image_projection(self.body(pixels))
+        image = image + batch["image_missing"].unsqueeze(1).to(image.dtype) * self.missing_image
+        parts = [image, text] if self.shop is None else [image, text, self.shop(batch["shop"])]
+        fused = torch.cat(parts, dim=1)
+        return self.head(fused), fused, image, text
+
+    def loss(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits, fused, image, text = (output.float() for output in outputs)
+        labels = batch["labels"]
+        terms = {"class": nn.functional.cross_entropy(logits, labels)}
+        if self.weights["sem"] and self.class_distance is not None:
+            terms["sem"] = semantic_loss(fused, labels, self.class_distance, self.margin)
+        if self.weights["gap"]:
+            terms["gap"] = gap_loss(image, text)
+        return sum(self.weights[name] * term for name, term in terms.items()), terms
+
+
+class HuseDataset(torch.utils.data.Dataset):
+    """(token ids, pixels, image missing?, shop index, label) per row."""
+
+    def __init__(self, input_ids: list[list[int]], images: ImageDataset, shops: np.ndarray,
+                 labels: np.ndarray | None):
+        self.input_ids, self.images, self.shops, self.labels = input_ids, images, shops, labels
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int):
+        image, status = self.images.read(i)
+        label = -1 if self.labels is None else int(self.labels[i])
+        return self.input_ids[i], self.images.transform(image), status != OK, int(self.shops[i]), label
+
+
+class HuseCollate:
+    def __init__(self, pad_id: int):
+        self.text = PadCollate(pad_id)
+
+    def __call__(self, rows) -> dict[str, torch.Tensor]:
+        input_ids, pixels, missing, shops, labels = zip(*rows, strict=True)
+        return {**self.text.pad(list(input_ids)), "pixel_values": torch.stack(pixels),
+                "image_missing": torch.tensor(missing, dtype=torch.float32),
+                "shop": torch.tensor(shops), "labels": torch.tensor(labels)}
+
+
+class Huse(NeuralModel):
+    family = "huse"
+    Params = HuseParams
+
+    def prepare(self, workspace: Workspace, competition: Competition, folds: Folds) -> None:
+        self.params.check()
+        check_images(competition.train, self.params.image_params(), "the huse family")
+
+    def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
+        p = self.params
+        image_params = p.image_params()
+        check_images(train, image_params, "the huse family")
+        self._ctx = ctx
+        self._tokenizer = load_tokenizer(p.text_params(), ctx)
+        text_encoder, text_pretrained = build_encoder(p.text_params(), self._tokenizer)
+        image_backbone, image_pretrained = build_frozen_backbone(image_params, ctx)
+        self._train_transform, self._eval_transform, self._mean = transforms(image_backbone, image_params)
+        self._shops = self._shop_vocabulary(train, ctx)
+        class_distance = self._class_distance(ctx, text_encoder)
+        module = HuseNet(p, text_encoder, text_pretrained, image_backbone, image_pretrained,
+                         len(self._shops), ctx.n_classes,
+                         None if class_distance is None else torch.from_numpy(class_distance))
+        count_bad_images(valid.image_paths, p.image_size, ctx, prefix="")
+        self._count_unknown_shops(valid, prefix="")
+        self._trainer = Trainer(p, ctx)
+        train_ids, valid_ids = self._encode(train), self._encode(valid)
+        data = FoldData(
+            train=self._dataset(train, train_ids, training=True), valid=self._dataset(valid, valid_ids),
+            collate=HuseCollate(self._tokenizer.pad_token_id),
+            train_lengths=[len(ids) for ids in train_ids], valid_lengths=[len(ids) for ids in valid_ids],
+        )
+        self._module = self._trainer.fit(module, data, valid.y)
+
+    def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
+        check_images(rows, self.params.image_params(), "the huse family")
+        if rows.y is None and self._ctx.fold == 0:  # the test set, seen by every fold
+            count_bad_images(rows.image_paths, self.params.image_size, self._ctx, prefix="test_")
+            self._count_unknown_shops(rows, prefix="test_")
+        ids = self._encode(rows)
+        return self._trainer.predict(self._module, self._dataset(rows, ids),
+                                     HuseCollate(self._tokenizer.pad_token_id), [len(i) for i in ids])
+
+    def _encode(self, rows: Table) -> list[list[int]]:
+        return self._tokenizer(list(rows.text), truncation=True, max_length=self.params.max_len)["input_ids"]
+
+    def _dataset(self, rows: Table, input_ids: list[list[int]], training: bool = False) -> HuseDataset:
+        transform = self._train_transform if training else self._eval_transform
+        images = ImageDataset(rows.image_paths, None, transform, self.params.image_size, self._mean)
+        return HuseDataset(input_ids, images, self._shop_index(rows), rows.y)
+
+    # -----------------------------------------------------------------------------------------
+    # Shops
+    # -----------------------------------------------------------------------------------------
+
+    def _shop_vocabulary(self, train: Table, ctx: FoldContext) -> dict[str, int]:
+        """Shop → index from 1, over the fold's training rows ("" is no shop: index 0)."""
+        if not self.params.shop_dim:
+            return {}
+        if train.categorical.shape[1] == 0:
+            ctx.reporter.log(f"fold {ctx.fold}: comp.toml lists no categorical column, so huse "
+                             "trains without a shop embedding")
+            return {}
+        shops = sorted(set(train.categorical.iloc[:, 0]) - {""})
+        return {shop: i for i, shop in enumerate(shops, 1)}
+
+    def _shop_index(self, rows: Table) -> np.ndarray:
+        if not self._shops:
+            return np.zeros(len(rows), dtype=np.int64)
+        return np.array([self._shops.get(shop, 0) for shop in rows.categorical.iloc[:, 0]], dtype=np.int64)
+
+    def _count_unknown_shops(self, rows: Table, prefix: str) -> None:
+        if self._shops:
+            self._ctx.stats[f"{prefix}unknown_shops"] = int((self._shop_index(rows) == 0).sum())
+
+    # -----------------------------------------------------------------------------------------
+    # Class distances (A)
+    # -----------------------------------------------------------------------------------------
+
+    def _class_distance(self, ctx: FoldContext, text_encoder: nn.Module) -> np.ndarray | None:
+        """A, computed by the first fold and stored with the run; None when L_sem is off."""
+        p = self.params
+        if not p.w_sem:
+            return None
+        if not ctx.class_names:
+            ctx.reporter.log(f"WARNING: fold {ctx.fold}: the data have no class names "
+                             "(data.target_name), so huse trains without the semantic loss")
+            ctx.stats["semantic_loss"] = "off: no class names"
+            return None
+        path = ctx.workdir.parents[1] / CLASS_DISTANCE_FILE  # runs/<id>/folds/<k> → runs/<id>
+        if path.exists():
+            return np.load(path)
+        names = [str(name) for name in ctx.class_names]
+        if p.sem_encoder == "tfidf":
+            distance = _tfidf_distances(names)
+        elif p.sem_encoder == "backbone":
+            distance = _encoder_distances(text_encoder, self._tokenizer, names, p.max_len)
+        else:
+            encoder, tokenizer = _hub_encoder(p.sem_encoder, ctx)
+            distance = _encoder_distances(encoder, tokenizer, names, p.max_len)
+        distance = distance.astype(np.float32)
+        np.fill_diagonal(distance, 0.0)
+        atomic.save_npy(path, distance)
+        close = (distance < p.margin).sum() - len(names)
+        ctx.reporter.log(escape(f"fold {ctx.fold}: class distances from {p.sem_encoder!r}: {close} of "
+                                f"{len(names) * (len(names) - 1)} class pairs closer than margin {p.margin}"))
+        return distance
+
+
+def _tfidf_distances(names: list[str]) -> np.ndarray:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectors = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit_transform(names)
+    return np.clip(1.0 - (vectors @ vectors.T).toarray(), 0.0, 2.0)
+
+
+@torch.no_grad()
+def _encoder_distances(encoder: nn.Module, tokenizer, names: list[str], max_len: int,
+                       batch_size: int = 64) -> np.ndarray:
+    encoder.eval()
+    pad = PadCollate(tokenizer.pad_token_id).pad
+    input_ids = tokenizer(names, truncation=True, max_length=max_len)["input_ids"]
+    embeddings = [mean_pool(encoder, pad(input_ids[i:i + batch_size]))
+                  for i in range(0, len(names), batch_size)]
+    return cosine_distances(torch.cat(embeddings)).clamp(0.0, 2.0).numpy()
+
+
+def _hub_encoder(name: str, ctx: FoldContext):
+    """The named encoder and its tokenizer (`sem_encoder=<hub name or local folder>`)."""
+    params = BertParams(backbone=name)
+    tokenizer = load_tokenizer(params, ctx)
+    return build_encoder(params, tokenizer)[0], tokenizer
