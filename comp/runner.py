@@ -54,6 +54,7 @@ def start_run(workspace: Workspace, request: RunRequest, reporter: Reporter) -> 
     competition = Competition.load(workspace)
     folds = load_folds(workspace, competition)
     model = create_model(request.model, request.params)  # bad --set fails before any work
+    model.prepare(workspace, competition, folds)
     store = RunStore(workspace.runs)
     params = dataclasses.asdict(model.params)
     processes = Processes.from_env()
@@ -284,7 +285,8 @@ def store_precomputed_run(
     details: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Store predictions made outside the fold loop (a blend, an import) as a finished run,
-    laid out like any other: per-fold outputs first, then oof/test, then status done."""
+    laid out like any other: per-fold outputs first, then oof/test, then run.json. With
+    run.json last, a process killed on the way leaves no run, not a run that never ends."""
     store = RunStore(workspace.runs)
     metric = METRICS[competition.config.cv.metric]
     oof = checked_proba(oof, len(competition.y), competition.n_classes)
@@ -297,7 +299,6 @@ def store_precomputed_run(
         classes=competition.classes, parents=parents or [], n_folds=folds.n_folds, seed=seed,
         version=__version__, git_commit=_git_commit(workspace.root), details=details or {},
     )
-    store.save(record)
     for k in range(folds.n_folds):
         held_out = folds.held_out(k)
         score = metric(competition.y[held_out], oof[held_out])

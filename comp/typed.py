@@ -1,12 +1,15 @@
 """Build typed dataclasses from untyped mappings (TOML tables, `--set key=value` overrides).
 
 One coercion routine serves the competition config and every model's parameters, so a
-wrong key or value gets the same clear error wherever it was written.
+wrong key or value gets the same clear error wherever it was written. A field named after
+a Python keyword carries a trailing underscore (`from_`) and is written without it
+(`--set from=...`); messages show the written name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import types
 import typing
 from collections.abc import Mapping
@@ -27,12 +30,15 @@ def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
     """
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
+    values = {_field_name(key): value for key, value in values.items()}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise CompError(
-            f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(fields))})"
-        )
-    kwargs = {name: coerce(value, hints[name], f"{where} {name}") for name, value in values.items()}
+        known = ", ".join(sorted(map(_written_name, fields)))
+        raise CompError(f"{where}: unknown key {_written_name(unknown[0])!r} (known keys: {known})")
+    kwargs = {
+        name: coerce(value, hints[name], f"{where} {_written_name(name)}")
+        for name, value in values.items()
+    }
     missing = [
         name
         for name, f in fields.items()
@@ -41,8 +47,17 @@ def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise CompError(f"{where}: missing required key {missing[0]!r}")
+        raise CompError(f"{where}: missing required key {_written_name(missing[0])!r}")
     return cls(**kwargs)
+
+
+def _field_name(key: str) -> str:
+    return f"{key}_" if keyword.iskeyword(key) else key
+
+
+def _written_name(field_name: str) -> str:
+    stem = field_name.removesuffix("_")
+    return stem if stem != field_name and keyword.iskeyword(stem) else field_name
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:

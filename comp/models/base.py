@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from comp.data import Table
+from comp.data import Competition, Table
+from comp.folds import Folds
 from comp.progress import Reporter
 from comp.store import RunStore
 from comp.workspace import Workspace
@@ -48,6 +49,11 @@ class Model(ABC):
 
     def __init__(self, params: Any):
         self.params = params
+
+    def prepare(self, workspace: Workspace, competition: Competition, folds: Folds) -> None:
+        """Called once before a run is created: check what the model consumes and pin it
+        in its params (e.g. parent runs by id), so that every fold and a resume agree."""
+        return None
 
     def parents(self) -> list[str]:
         """Runs whose predictions or embeddings this model consumes."""

@@ -1,0 +1,36 @@
+"""`tabnn`: every architecture trains through the CLI on real bert and image runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from comp.models.tabnn import TabnnParams, TabularNet
+from tests.conftest import comp, finished_run
+from tests.test_boost import parent_ids, parents, run_id_of, with_parents  # noqa: F401 - fixtures
+
+TINY_NET = ["--set", "from=bert,image", "--set", "epochs=2", "--set", "batch_size=32", "--set", "n_blocks=1",
+            "--set", "d_block=16", "--set", "heads=2", "--set", "categorical_dim=4"]
+
+
+@pytest.mark.parametrize("arch", ["mlp", "resnet", "ftt"])
+def test_each_architecture_trains_and_stores_its_embeddings(parents, arch):  # noqa: F811
+    run_id = run_id_of(comp("run", "tabnn", *TINY_NET, "--set", f"arch={arch}", workspace=parents))
+    record, oof, test = finished_run(parents, run_id, emb_dim=16)
+    ids = parent_ids(parents)
+    assert record["parents"] == [ids["bert"], ids["image"]]
+    assert len(record["stats"]["epoch_f1"]) >= 1
+
+
+def test_an_unseen_shop_gets_the_shared_unknown_embedding():
+    params = TabnnParams(arch="mlp", n_blocks=1, d_block=8, categorical_dim=3)
+    net = TabularNet(params, n_numeric=2, cardinalities=[5], n_classes=4).eval()
+    numeric = torch.zeros(2, 2)
+    unknown = {"numeric": numeric, "categorical": torch.tensor([[0], [0]])}
+    known = {"numeric": numeric, "categorical": torch.tensor([[0], [3]])}
+    with torch.no_grad():
+        (logits_unknown, _), (logits_known, _) = net(unknown), net(known)
+    np.testing.assert_allclose(logits_unknown[0], logits_unknown[1])
+    assert not np.allclose(logits_known[0], logits_known[1])
+
