@@ -39,6 +39,8 @@ def flatten(value: Any) -> str:
     """Text of one field: strings lose their HTML, lists and dicts become readable lines."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, bytes):  # a binary column: undecodable bytes must not end a run
+        value = value.decode("utf-8", errors="replace")
     if isinstance(value, str):
         return strip_html(value)
     if isinstance(value, dict):
@@ -53,18 +55,20 @@ def build_text(json_value: Any, plain_values: list[Any], json_keys: list[str]) -
     """One product's text: the JSON fields (in `json_keys` order) then the plain columns.
 
     A JSON value that does not parse is kept as plain text: bad input is data, not a crash.
+    A parquet struct column arrives already parsed, as a dict.
     """
     parts: list[str] = []
-    if isinstance(json_value, str) and json_value:
+    fields = json_value
+    if isinstance(json_value, str):
         try:
             fields = json.loads(json_value)
         except json.JSONDecodeError:
-            fields = json_value
-        if isinstance(fields, dict):
-            keys = json_keys or list(fields)
-            parts += [flatten(fields.get(key)) for key in keys]
-        else:
-            parts.append(flatten(fields))
+            pass
+    if isinstance(fields, dict):
+        keys = json_keys or list(fields)
+        parts += [flatten(fields.get(key)) for key in keys]
+    else:
+        parts.append(flatten(fields))
     parts += [flatten(v) for v in plain_values]
     return "\n".join(p for p in parts if p)
 
@@ -120,6 +124,7 @@ class Competition:
         self.train_frame = read_frame(workspace.path(data.train), "train")
         self.test_frame = read_frame(workspace.path(data.test), "test")
         _validate(self.train_frame, self.test_frame, config)
+        self.warnings = data_warnings(self.train_frame, self.test_frame, config)
         self.classes, self.y = _encode_target(self.train_frame[data.target])
 
     @classmethod
@@ -169,8 +174,7 @@ class Competition:
             for i in range(n)
         ]
         categorical = pd.DataFrame(
-            {c: frame[c].astype("string").fillna("").astype(str).values for c in data.categorical},
-            index=pd.RangeIndex(n),
+            {c: _category_strings(frame[c]) for c in data.categorical}, index=pd.RangeIndex(n)
         )
         numeric = np.column_stack(
             [pd.to_numeric(frame[c], errors="coerce").astype("float32") for c in data.numeric]
@@ -197,6 +201,14 @@ class Competition:
             for row in range(len(frame))
         ]
         return np.array(paths, dtype=object)
+
+
+def _category_strings(values: pd.Series) -> np.ndarray:
+    """Categories as strings, "" for missing. Integer codes stay integers when a missing value
+    made the column float, so shop 7 is "7" in both files, never "7.0" in one of them."""
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    return values.astype("string").fillna("").astype(str).to_numpy()
 
 
 def data_hash(workspace: Workspace, config: CompConfig) -> str:
@@ -230,7 +242,7 @@ def _encode_target(target: pd.Series) -> tuple[list, np.ndarray]:
     elif not pd.api.types.is_integer_dtype(target):
         values = target.astype(str).to_numpy()
     classes, y = np.unique(values, return_inverse=True)
-    return [c.item() if isinstance(c, np.generic) else c for c in classes], y.astype(np.int64)
+    return [_plain(c) for c in classes], y.astype(np.int64)
 
 
 def _validate(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -> None:
@@ -244,8 +256,9 @@ def _validate(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -> No
                 continue
             if column not in frame.columns:
                 problems.append(f"the {split} file has no column {column!r} named in comp.toml")
-    if data.target in test.columns:
-        problems.append(f"the test file has the target column {data.target!r}: it would leak")
+    for column in dict.fromkeys(c for c in (data.target, data.target_name) if c):
+        if column in test.columns:
+            problems.append(f"the test file has the target column {column!r}: it would leak")
     if problems:
         raise CompError("; ".join(problems))
     if len(train) == 0 or len(test) == 0:
@@ -257,11 +270,52 @@ def _validate(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -> No
         raise CompError(f"the target {data.target!r} has fewer than 2 classes in train")
     if data.id is not None:
         for frame, split in ((train, "train"), (test, "test")):
+            missing_ids = int(frame[data.id].isna().sum())
+            if missing_ids:
+                raise CompError(f"{missing_ids} {split} rows have no id ({data.id!r})")
             duplicated = frame[data.id][frame[data.id].duplicated()]
             if len(duplicated):
                 raise CompError(
-                    f"the {split} file repeats ids in {data.id!r} (e.g. {duplicated.iloc[0]!r})"
+                    f"the {split} file repeats ids in {data.id!r} (e.g. {_plain(duplicated.iloc[0])!r})"
                 )
+    for frame, split in ((train, "train"), (test, "test")):
+        for column in data.numeric:
+            _check_numeric(frame[column], f"the {split} file's numeric column {column!r}")
+
+
+def _check_numeric(values: pd.Series, what: str) -> None:
+    """Refuse text in a numeric column (a mislabelled column); missing values are fine."""
+    present = values.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    not_numbers = present[numbers.isna()]
+    if len(not_numbers):
+        raise CompError(
+            f"{what} has {len(not_numbers)} values that are not numbers "
+            f"(e.g. {_plain(not_numbers.iloc[0])!r}): list it under categorical instead"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages: 7, not np.int64(7)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def data_warnings(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -> list[str]:
+    """Legal but suspicious data, for the commands that set a competition up to show.
+
+    Ids shared by train and test are not refused: some data sets number each file's rows
+    from zero; in others they are the same product twice, a leak worth knowing about.
+    """
+    data = config.data
+    if data.id is None:
+        return []
+    shared = np.intersect1d(train[data.id].astype(str).to_numpy(), test[data.id].astype(str).to_numpy())
+    if not len(shared):
+        return []
+    return [
+        f"{len(shared)} test ids in {data.id!r} are also train ids (e.g. {_plain(shared[0])!r}): "
+        "if they are the same products, their labels leak into the test set"
+    ]
 
 
 def _template_columns(template: str | None) -> list[str]:

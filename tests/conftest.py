@@ -29,6 +29,14 @@ def comp(*args: str, workspace: Path, check: bool = True) -> subprocess.Complete
     return result
 
 
+def start_comp(*args: str, workspace: Path, capture: bool = False) -> subprocess.Popen:
+    """Start the real CLI without waiting: for kills and concurrent processes."""
+    env = {**os.environ, "COMP_WORKSPACE": str(workspace)}
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "comp", *args], env=env, text=True,
+                            stdout=output, stderr=output)
+
+
 @pytest.fixture(scope="session")
 def tiny_template(tmp_path_factory) -> Path:
     """A tiny demo competition with folds, made once per session and copied per test."""
@@ -62,3 +70,36 @@ def finished_run(workspace: Path, run_id: str, emb_dim: int | None = None):
         assert np.load(run / "emb_oof.npy").shape == (len(oof), emb_dim)
         assert np.load(run / "emb_test.npy").shape == (len(test), emb_dim)
     return record, oof, test
+
+
+def one_clear_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """The command failed as a user error must: exit 2, one line, no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert message.startswith("error:") and message.count("\n") == 0, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def assert_store_intact(workspace: Path) -> list[dict]:
+    """No half-written file passes for a complete one; returns the leaderboard, which works.
+
+    Every run.json parses; a fold is either done (fold.json and loadable arrays) or has no
+    fold.json; a done run has oof.npy and test.npy whose rows sum to one.
+    """
+    import json
+
+    import numpy as np
+
+    for run in (workspace / "runs").glob("*/run.json"):
+        record = json.loads(run.read_text())
+        for fold_record in run.parent.glob("folds/*/fold.json"):
+            json.loads(fold_record.read_text())
+            for name in ("valid.npy", "test.npy"):
+                assert np.isfinite(np.load(fold_record.parent / name)).all(), fold_record
+        if record["status"] == "done":
+            finished_run(workspace, record["id"])
+    board = json.loads(comp("leaderboard", "--json", workspace=workspace).stdout)
+    assert {e["id"] for e in board} == {p.parent.name for p in (workspace / "runs").glob("*/run.json")}
+    return board

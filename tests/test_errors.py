@@ -1,18 +1,11 @@
 """Every mistake a user can make ends in one sentence and exit code 2, never a traceback."""
 
+import json
+
 import pandas as pd
 import pytest
 
-from tests.conftest import comp
-
-
-def _one_clear_line(result, *fragments):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip()
-    assert message.startswith("error:") and message.count("\n") == 0, message
-    for fragment in fragments:
-        assert fragment in message, message
+from tests.conftest import comp, one_clear_error
 
 
 def _edit_config(ws, old, new):
@@ -23,7 +16,7 @@ def _edit_config(ws, old, new):
 
 
 def test_no_config(tmp_path):
-    _one_clear_line(comp("folds", workspace=tmp_path, check=False), "comp init")
+    one_clear_error(comp("folds", workspace=tmp_path, check=False), "comp init")
 
 
 @pytest.mark.parametrize(
@@ -39,14 +32,14 @@ def test_no_config(tmp_path):
 )
 def test_config_errors(tiny, old, new, fragments):
     _edit_config(tiny, old, new)
-    _one_clear_line(comp("run", "tfidf", workspace=tiny, check=False), *fragments)
+    one_clear_error(comp("run", "tfidf", workspace=tiny, check=False), *fragments)
 
 
 def test_target_in_test_file(tiny):
     test = pd.read_parquet(tiny / "data/test.parquet")
     test["category_id"] = 1
     test.to_parquet(tiny / "data/test.parquet")
-    _one_clear_line(comp("folds", workspace=tiny, check=False), "target column", "leak")
+    one_clear_error(comp("folds", workspace=tiny, check=False), "target column", "leak")
 
 
 @pytest.mark.parametrize(
@@ -61,15 +54,30 @@ def test_target_in_test_file(tiny):
         (["run", "--resume", "nope"], ["unknown run 'nope'"]),
         (["submit", "nope"], ["unknown run 'nope'"]),
         (["submit"], ["no finished run"]),
+        (["run", "tfidf", "--fold", "x"], ["--fold must be 'all' or a fold number, got 'x'"]),
+        (["run", "tfidf", "--resume", "r"], ["--resume takes the model"]),
+        (["blend", "nope", "other"], ["unknown run 'nope'"]),
+        (["blend"], ["at least two finished runs, found 0"]),
+        (["blend", "--method", "magic"], ["--method must be one of"]),
+        (["import", "nowhere", "--name", "x"], ["nowhere is not a folder"]),
     ],
 )
 def test_cli_misuse(tiny, args, fragments):
-    _one_clear_line(comp(*args, workspace=tiny, check=False), *fragments)
+    one_clear_error(comp(*args, workspace=tiny, check=False), *fragments)
+
+
+def test_a_run_on_other_folds_is_refused_and_shown_stale(tiny):
+    fast = ["run", "tfidf", "--set", "char_max=0", "--run-id", "r"]
+    comp(*fast, "--fold", "0", workspace=tiny)
+    comp("folds", "--force", "--seed", "9", workspace=tiny)
+    one_clear_error(comp(*fast, "--fold", "1", workspace=tiny, check=False), "run r was made on other folds")
+    board = json.loads(comp("leaderboard", "--json", workspace=tiny).stdout)
+    assert [(e["id"], e["state"]) for e in board] == [("r", "stale")]
 
 
 def test_folds_missing(tiny):
     (tiny / "runs/folds.parquet").unlink()
-    _one_clear_line(comp("run", "tfidf", workspace=tiny, check=False), "comp folds")
+    one_clear_error(comp("run", "tfidf", workspace=tiny, check=False), "comp folds")
 
 
 def test_every_command_has_help_with_an_example(tiny):

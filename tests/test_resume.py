@@ -1,16 +1,13 @@
 """A run killed at any moment leaves the store consistent, and resuming equals never dying."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import comp
+from tests.conftest import comp, start_comp
 
 
 def _arrays(ws, run_id):
@@ -18,18 +15,12 @@ def _arrays(ws, run_id):
     return np.load(run / "oof.npy"), np.load(run / "test.npy")
 
 
-def _start(ws, *args):
-    env = {**os.environ, "COMP_WORKSPACE": str(ws)}
-    return subprocess.Popen([sys.executable, "-m", "comp", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.mark.parametrize("kill_after_folds", [0, 2])
 def test_sigkill_then_resume_equals_uninterrupted(tiny, kill_after_folds):
     comp("run", "tfidf", "--run-id", "reference", workspace=tiny)
     reference = _arrays(tiny, "reference")
 
-    process = _start(tiny, "run", "tfidf", "--run-id", "killed")
+    process = start_comp("run", "tfidf", "--run-id", "killed", workspace=tiny)
     fold_dir = tiny / "runs/killed/folds"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
