@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from comp.errors import CompError
@@ -102,6 +103,12 @@ def init(
         f"wrote {workspace.config_path}: {len(competition.train_frame)} train rows, "
         f"{len(competition.test_frame)} test rows, {competition.n_classes} classes"
     )
+    _print_warnings(competition.warnings)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -130,6 +137,7 @@ def folds(
     )
     sizes = np.bincount(made.fold)
     rare = int((np.bincount(competition.y) < made.n_folds).sum())
+    _print_warnings(competition.warnings)
     verb = "wrote" if changed else "unchanged:"
     out.print(
         f"{verb} {workspace.folds_path} ({made.n_folds} folds of {sizes.min()}-{sizes.max()} rows, "
@@ -191,29 +199,45 @@ def run(
 @app.command("leaderboard")
 def leaderboard_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    vs: Annotated[str | None, typer.Option(
+        "--vs", help="Reference run: add each run's paired per-fold gain over it and folds won.",
+    )] = None,
 ) -> None:
     """Every run, best CV score first, with per-fold spread, time and parents.
 
-    Example:
+    Examples:
 
       comp leaderboard --json | jq '.[0].id'
+
+      comp leaderboard --vs tfidf-1a2b3c
     """
+    from comp.compare import gains_against
     from comp.leaderboard import leaderboard
+    from comp.store import RunStore
 
     entries = leaderboard(state.workspace)
+    reference = RunStore(state.workspace.runs).resolve(vs) if vs else None
+    gains = gains_against(reference, [e.record for e in entries]) if reference else {}
     if as_json:
-        sys.stdout.write(json.dumps([e.row() for e in entries], indent=2) + "\n")
+        rows = [e.row() for e in entries]
+        if reference:
+            rows = [{**row, "vs": {"run": reference.id, **gains[row["id"]].to_json()}
+                     if row["id"] in gains else None} for row in rows]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
+    vs_column = [f"vs {reference.id}"] if reference else []
     table = RichTable(title=f"leaderboard: {state.workspace.root}")
-    for column in ("#", "run", "name", "model", "cv", "folds mean ± std", "f1_macro",
+    for column in ("#", "run", "name", "model", "cv", "folds mean ± std", *vs_column, "f1_macro",
                    "accuracy", "log_loss", "time", "state", "parents"):
         numeric = column not in {"run", "name", "model", "state", "parents"}
         table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
     for rank, entry in enumerate(entries, 1):
         r = entry.record
         spread = f"{_fmt(r.fold_mean)} ± {_fmt(r.fold_std)}" if r.fold_mean is not None else ""
+        gain = gains.get(r.id)
+        vs_cell = [f"{gain.mean:+.4f} ({gain.wins}/{len(gain.gains)})" if gain else ""] if reference else []
         table.add_row(
-            str(rank), r.id, r.name, r.model, _fmt(r.cv_score), spread,
+            str(rank), r.id, r.name, r.model, _fmt(r.cv_score), spread, *vs_cell,
             _fmt(r.scores.get("f1_macro")), _fmt(r.scores.get("accuracy")),
             _fmt(r.scores.get("log_loss")), f"{r.duration_s:.0f}s", entry.state,
             ", ".join(r.parents) if len(r.parents) <= 2 else f"{len(r.parents)} runs (--json)",
@@ -236,7 +260,12 @@ def blend_command(
     offsets: Annotated[bool, typer.Option(help="Tune per-class logit offsets for the metric.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for ties and bagging.")] = 0,
     name: Annotated[str | None, typer.Option(help="A readable name for the blend run.")] = None,
-    explain: Annotated[bool, typer.Option(help="Show weights, solo scores and diversity.")] = False,
+    calibrate: Annotated[str, typer.Option(
+        help="Per-run calibration before blending, fitted inside the folds: none, temperature or rank.",
+    )] = "none",
+    explain: Annotated[bool, typer.Option(
+        help="Show weights, solo scores, diversity and drop-one (refits without each parent).",
+    )] = False,
 ) -> None:
     """Search ensemble weights on OOF predictions; the blend becomes a run, scored nested.
 
@@ -251,6 +280,8 @@ def blend_command(
       comp blend RUN_A RUN_B --weights RUN_A=0.7,RUN_B=0.3 --explain
 
       comp blend --method stack --offsets
+
+      comp blend RUN_A RUN_B RUN_C --calibrate temperature --explain
     """
     from comp.blend import BlendRequest, blend
 
@@ -268,7 +299,7 @@ def blend_command(
     request = BlendRequest(
         runs=runs or [], top=top, method=method, metric=metric, iterations=iterations,
         init=init, bags=bags, seed=seed, weights=given, temperature=temperature, meta=meta,
-        offsets=offsets, name=name,
+        offsets=offsets, calibrate=calibrate, drop_one=explain, name=name,
     )
     record = blend(state.workspace, request)
     details = record.details
@@ -278,6 +309,9 @@ def blend_command(
     )
     if details.get("nested_without_offsets") is not None:
         out.print(f"  without the class offsets: {details['nested_without_offsets']:.4f} nested")
+    if details.get("nested_without_calibration") is not None:
+        out.print(f"  without {details['calibrate']} calibration: "
+                  f"{details['nested_without_calibration']:.4f} nested")
     if explain:
         _print_explain(record)
 
@@ -286,13 +320,17 @@ def _print_explain(record) -> None:
     from comp.blend import explain_rows
 
     table = RichTable(title=f"blend {record.id}")
-    for column in ("parent", "model", "solo cv", "weight", "mean corr", "disagreement"):
+    for column in ("parent", "model", "solo cv", "weight", "mean corr", "disagreement", "without it",
+                   "drop-one loss"):
         table.add_column(column, justify="left" if column in {"parent", "model"} else "right",
                          no_wrap=True)
     for row in explain_rows(record):
+        drop_one = row.get("drop_one") or {}
+        loss = drop_one.get("loss")
         table.add_row(row["id"], row["model"], _fmt(row["cv_score"]),
                       "" if row["weight"] is None else f"{row['weight']:.3f}",
-                      _fmt(row["mean_correlation"]), _fmt(row["mean_disagreement"]))
+                      _fmt(row["mean_correlation"]), _fmt(row["mean_disagreement"]),
+                      _fmt(drop_one.get("score_without")), "" if loss is None else f"{loss:+.4f}")
     out.print(table)
     trajectory = record.details["full_fit"].get("trajectory")
     if trajectory:
@@ -347,11 +385,189 @@ def submit_command(
               f"({made.record.metric} {cv:.4f})")
 
 
+@app.command("public")
+def public_command(
+    submission: Annotated[str, typer.Argument(help="Submission name (submissions/<name>.json).")],
+    score: Annotated[str, typer.Argument(help="Its public leaderboard score.")],
+    private: Annotated[str | None, typer.Option(help="Its private leaderboard score, once known.")] = None,
+) -> None:
+    """Record a submission's public (and private) leaderboard score in its provenance.
+
+    Examples:
+
+      comp public s07 0.8731
+
+      comp public s07 0.8731 --private 0.8702
+    """
+    from comp.submissions import record_scores
+
+    provenance = record_scores(state.workspace, submission, score, private)
+    cv = provenance.get("cv_score")
+    gap = "" if cv is None else f", gap public − CV {provenance['public_score'] - cv:+.4f}"
+    out.print(f"submission {submission}: public {provenance['public_score']:.4f}{gap}")
+
+
+@app.command("submissions")
+def submissions_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every submission with its run, CV, public and private scores and the CV-public gap.
+
+    Example:
+
+      comp submissions --json | jq '.[] | {name, gap}'
+    """
+    from comp.submissions import list_submissions
+
+    listed = list_submissions(state.workspace)
+    if as_json:
+        sys.stdout.write(json.dumps(listed, indent=2) + "\n")
+        return
+    table = RichTable(title=f"submissions: {state.workspace.submissions}")
+    for column in ("name", "run", "model", "cv", "public", "private", "public − cv", "created"):
+        numeric = column in {"cv", "public", "private", "public − cv"}
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+    for s in listed:
+        table.add_row(s["name"], s["run_id"], s["model"], _fmt(s["cv_score"]), _fmt(s["public_score"]),
+                      _fmt(s["private_score"]), "" if s["gap"] is None else f"{s['gap']:+.4f}",
+                      str(s["created_at"]))
+    out.print(table)
+
+
+@app.command("compare")
+def compare_command(
+    run_a: Annotated[str, typer.Argument(help="Run A (id or name): the reference.")],
+    run_b: Annotated[str, typer.Argument(help="Run B (id or name): the challenger.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Paired comparison of two runs on the same folds: per-fold gains, t-test, verdict.
+
+    With several seeds of both runs' model and parameters, their CV means are compared too.
+
+    Example:
+
+      comp compare tfidf-1a2b3c blend-4d5e6f
+    """
+    from comp.compare import compare
+
+    comparison = compare(state.workspace, run_a, run_b)
+    if as_json:
+        sys.stdout.write(json.dumps(comparison.to_json(), indent=2) + "\n")
+        return
+    a, b, folds = comparison.a, comparison.b, comparison.folds
+    table = RichTable(title=f"{b.id} − {a.id} ({a.metric}, positive: {b.id} better)")
+    for column in ("fold", a.id, b.id, "gain"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for k, (score_a, score_b, gain) in enumerate(zip(a.fold_scores, b.fold_scores, folds.gains, strict=True)):
+        table.add_row(str(k), _fmt(score_a), _fmt(score_b), f"{gain:+.4f}")
+    out.print(table)
+    seeds = comparison.seeds
+    if seeds:
+        out.print(f"seeds: {len(seeds.a_scores)} runs like {a.id}, {len(seeds.b_scores)} like {b.id}; "
+                  f"mean gain {seeds.gain:+.4f} (Welch p={seeds.p_value:.3g})")
+    out.print(comparison.verdict)
+
+
+@app.command("pick")
+def pick_command(
+    tolerance: Annotated[float, typer.Option(
+        help="How far behind the best CV the second pick may be.",
+    )] = 0.005,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Suggest the two final submissions and say why.
+
+    The first is the best by CV; the second, the submission of another run within
+    --tolerance of it that agrees least with it on the test rows.
+
+    Example:
+
+      comp pick --tolerance 0.01
+    """
+    from comp.submissions import pick
+
+    chosen = pick(state.workspace, tolerance)
+    if as_json:
+        sys.stdout.write(json.dumps(chosen.to_json(), indent=2) + "\n")
+        return
+    for reason in chosen.reasons:
+        out.print(reason, highlight=False, soft_wrap=True)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    submission: Annotated[str, typer.Argument(help="Submission name (submissions/<name>.json).")],
+) -> None:
+    """Rebuild a submission from the run store and check it is byte-identical.
+
+    A missing file is written again; any difference is named (the run's test.npy, the data).
+
+    Example:
+
+      comp reproduce s07
+    """
+    from comp.submissions import reproduce
+
+    rebuilt = reproduce(state.workspace, submission)
+    verb = "restored" if rebuilt.restored else "byte-identical:"
+    out.print(f"{verb} {rebuilt.path} (sha256 {rebuilt.sha256[:16]})")
+
+
+@app.command("report")
+def report_command(
+    run_ref: Annotated[str | None, typer.Option("--run", help="One run in depth (id or name).")] = None,
+    output: Annotated[str | None, typer.Option("--out", help="HTML file to write.")] = None,
+) -> None:
+    """Write a self-contained HTML report (reports/index.html, or reports/<run>.html).
+
+    Examples:
+
+      comp report
+
+      comp report --run tfidf-1a2b3c --out /tmp/tfidf.html
+    """
+    from pathlib import Path
+
+    from comp.report import build_report
+
+    path = build_report(state.workspace, run_ref, Path(output).resolve() if output else None)
+    out.print(f"report {path}")
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Copy the runs into other tools.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("mlflow")
+def export_mlflow_command(
+    store: Annotated[str | None, typer.Option(
+        help="SQLite file, as a path or sqlite:///PATH (default: mlruns.db in the workspace).",
+    )] = None,
+    experiment: Annotated[str | None, typer.Option(
+        help="Experiment (default: the competition name).",
+    )] = None,
+) -> None:
+    """Every run as an MLflow run in a local store; exporting again updates, never duplicates.
+
+    Examples:
+
+      comp export mlflow                 (then: mlflow ui --backend-store-uri sqlite:///mlruns.db)
+
+      comp export mlflow --store /data/mlflow.db --experiment kazanexpress
+    """
+    from comp.export import export_mlflow
+
+    summary = export_mlflow(state.workspace, store, experiment)
+    out.print(f"mlflow {summary.tracking_uri} experiment {summary.experiment!r}: {summary.created} "
+              f"created, {summary.updated} updated, {summary.unchanged} unchanged")
+
+
 def main() -> None:
     try:
         app()
     except CompError as error:
-        err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        # Escaped: a message such as "pip install 'comp[mlflow]'" is text, not rich markup.
+        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

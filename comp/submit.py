@@ -1,4 +1,10 @@
-"""Submission files: validated against the test set, with provenance beside them."""
+"""Submission files: validated against the test set, with provenance beside them.
+
+The provenance (submissions/<name>.json) records everything needed to rebuild the file
+byte for byte (`comp reproduce`): the run and its parents recursively, the blend recipe,
+the folds and data hashes, the sha256 of the run's test predictions and of the file, and
+the versions of the code that encoded it.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,20 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from comp import atomic
+from comp import __version__, atomic
 from comp.data import Competition
 from comp.errors import CompError
 from comp.leaderboard import leaderboard
 from comp.runner import check_run_matches, now
 from comp.store import RunRecord, RunStore
 from comp.workspace import Workspace
+
+FORMATS = ("csv", "parquet")
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ def submit(
     file_format: str = "csv",
     force: bool = False,
 ) -> Submission:
-    if file_format not in {"csv", "parquet"}:
+    if file_format not in FORMATS:
         raise CompError(f"--format must be csv or parquet, got {file_format!r}")
     competition = Competition.load(workspace)
     store = RunStore(workspace.runs)
@@ -46,16 +55,14 @@ def submit(
     if path.exists() and not force:
         raise CompError(f"{path} exists: choose another --name or pass --force")
 
-    proba = store.array(record.id, "test")
-    frame = _frame(competition, proba)
-    content = _encode(frame, file_format)
-    atomic.write_bytes(path, content)
+    content, rows = render(competition, store, record.id, file_format)
+    # Provenance first: a submission killed in between leaves no file without its record.
     atomic.write_json(path.with_suffix(".json"), {
         "name": name,
         "file": path.name,
         "format": file_format,
-        "sha256": hashlib.sha256(content).hexdigest(),
-        "rows": len(frame),
+        "sha256": sha256(content),
+        "rows": rows,
         "run_id": record.id,
         "run_name": record.name,
         "model": record.model,
@@ -63,9 +70,53 @@ def submit(
         "cv_score": record.cv_score,
         "folds_hash": record.folds_hash,
         "data_hash": record.data_hash,
+        "test_sha256": predictions_sha256(store, record.id),
+        "public_score": None,
+        "private_score": None,
+        "public_recorded_at": None,
+        "run": run_tree(store, record),
+        "versions": encoder_versions(),
         "created_at": now(),
     })
-    return Submission(path=path, record=record, rows=len(frame))
+    atomic.write_bytes(path, content)
+    return Submission(path=path, record=record, rows=rows)
+
+
+def render(competition: Competition, store: RunStore, run_id: str, file_format: str) -> tuple[bytes, int]:
+    """The submission file's bytes from a run's stored test predictions, and its row count."""
+    frame = _frame(competition, store.array(run_id, "test"))
+    return _encode(frame, file_format), len(frame)
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def predictions_sha256(store: RunStore, run_id: str) -> str:
+    return sha256((store.run_dir(run_id) / "test.npy").read_bytes())
+
+
+def encoder_versions() -> dict[str, str]:
+    """What decides the file's bytes besides the predictions (parquet embeds the writers)."""
+    import pyarrow
+
+    return {"comp": __version__, "pandas": pd.__version__, "pyarrow": pyarrow.__version__}
+
+
+def run_tree(store: RunStore, record: RunRecord) -> dict[str, Any]:
+    """The run and, recursively, the runs it was made from; a blend carries its recipe."""
+    node: dict[str, Any] = {
+        "id": record.id, "name": record.name, "model": record.model, "params": record.params,
+        "seed": record.seed, "cv_score": record.cv_score, "folds_hash": record.folds_hash,
+        "data_hash": record.data_hash, "version": record.version,
+    }
+    if record.model == "blend":
+        node["recipe"] = {key: record.details.get(key) for key in ("method", "objective", "full_fit")}
+    node["parents"] = [
+        run_tree(store, store.load(parent)) if store.exists(parent) else {"id": parent, "missing": True}
+        for parent in record.parents
+    ]
+    return node
 
 
 def _best_run(workspace: Workspace) -> RunRecord:

@@ -5,21 +5,27 @@ are fitted on the other folds' OOF rows and predict fold k's rows. Those predict
 the blend's oof.npy and give its cv_score, so a blend competes with models on equal
 terms and can itself be blended. The in-sample score (fitted and scored on all rows,
 optimistic) is reported beside it. A blend is a run: model `blend`, parents its inputs.
+
+Two optional measurements refit the whole nested scheme: `drop_one` refits without each
+parent in turn (what the blend loses without it: near zero for a parent it does not
+need), and a `calibrate` blend is also fitted uncalibrated, so its effect is a number.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from comp.blend.calibration import make_calibration
 from comp.blend.library import CHUNK_ROWS, RunProbabilities, prepare
 from comp.blend.methods import Blender, Caruana, Fixed, Optimized, Stack, WithOffsets
 from comp.data import Competition
 from comp.errors import CompError
-from comp.folds import load_folds
+from comp.folds import Folds, load_folds
 from comp.leaderboard import leaderboard
 from comp.metrics import METRICS
 from comp.runner import check_run_matches, store_precomputed_run
@@ -45,12 +51,15 @@ class BlendRequest:
     temperature: bool = False
     meta: str = "logit"
     offsets: bool = False
+    calibrate: str = "none"  # none | temperature | rank, per parent before blending
+    drop_one: bool = False  # refit without each parent to measure what it adds
     name: str | None = None
 
 
 def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
     if request.method not in METHODS:
         raise CompError(f"--method must be one of {', '.join(METHODS)}, got {request.method!r}")
+    make_calibration(request.calibrate)  # a bad --calibrate fails before any work
     competition = Competition.load(workspace)
     folds = load_folds(workspace, competition)
     store = RunStore(workspace.runs)
@@ -66,55 +75,125 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
     oofs = [_checked_array(store, r, "oof", (len(y), competition.n_classes)) for r in parents]
     tests = [_checked_array(store, r, "test", (len(competition.test_ids), competition.n_classes))
              for r in parents]
-    library = [prepare(oof, y, TOP_K) for oof in oofs]
+    inputs = Inputs(oofs, tests, [prepare(oof, y, TOP_K) for oof in oofs])
 
-    def make() -> Blender:
-        return _make_blender(request, objective, parents)
-
-    oof_blend = np.zeros((len(y), competition.n_classes), dtype=np.float32)
-    oof_without_offsets = oof_blend.copy() if request.offsets else None
-    fold_tests, fold_details = [], []
-    for k in range(folds.n_folds):
-        held_out = folds.held_out(k)
-        blender = make()
-        blender.fit(library, y, folds.training(k))
-        parts = [oof[held_out] for oof in oofs]
-        if isinstance(blender, WithOffsets):
-            oof_without_offsets[held_out] = blender.inner.predict(parts)
-            oof_blend[held_out] = blender.with_offsets(oof_without_offsets[held_out])
-        else:
-            oof_blend[held_out] = blender.predict(parts)
-        fold_details.append(blender.describe())
-        if not blender.test_from_full_fit:
-            fold_tests.append(blender.predict(tests))
-    full = make()
-    full.fit(library, y, np.arange(len(y)))
-    in_sample = full.predict(oofs)
-    test_blend = full.predict(tests) if full.test_from_full_fit else np.mean(fold_tests, axis=0)
+    def nested(members: list[int], calibrate: str = request.calibrate) -> NestedFit:
+        chosen = [parents[m] for m in members]
+        return _nested(lambda: _make_blender(request, objective, chosen), inputs.subset(members),
+                       y, folds, calibrate)
 
     metric = METRICS[competition.config.cv.metric]
+
+    def score(proba: np.ndarray) -> float:
+        return metric(y, _normalised(proba))
+
+    everyone = list(range(len(parents)))
+    fit = nested(everyone)
+    nested_score = score(fit.oof)
     details = {
         "method": request.method,
         "objective": objective.name,
-        "in_sample_score": metric(y, _normalised(in_sample)),
-        "nested_without_offsets": None if oof_without_offsets is None else metric(
-            y, _normalised(oof_without_offsets)),
-        "full_fit": full.describe(),
-        "fold_fits": fold_details,
+        "in_sample_score": score(fit.in_sample),
+        "nested_without_offsets": None if fit.oof_without_offsets is None else score(
+            fit.oof_without_offsets),
+        "calibrate": request.calibrate,
+        "nested_without_calibration": None if request.calibrate == "none" else score(
+            nested(everyone, calibrate="none").oof),
+        "full_fit": fit.full.describe(),
+        "fold_fits": fit.fold_fits,
         "parents": [
             {"id": r.id, "name": r.name, "model": r.model, "cv_score": r.cv_score,
-             "weight": _weight(full, m)}
+             "weight": _weight(fit.full, m),
+             "calibration": fit.calibrations[m] if fit.calibrations else None}
             for m, r in enumerate(parents)
         ],
-        "diversity": diversity(library, oofs, y),
+        "diversity": diversity(inputs.library, oofs, y),
     }
-    params = {k: v for k, v in vars(request).items() if k not in {"name", "runs"}}
+    if request.drop_one:
+        sign = 1.0 if metric.greater_is_better else -1.0
+        for m, parent in enumerate(details["parents"]):
+            others = [j for j in everyone if j != m]
+            if _can_blend(request, [parents[j] for j in others]):
+                without = score(nested(others).oof)
+                parent["drop_one"] = {"score_without": without, "loss": sign * (nested_score - without)}
+            else:
+                parent["drop_one"] = None
+    # drop_one measures the blend, it does not change it: not part of the recipe
+    params = {k: v for k, v in vars(request).items() if k not in {"name", "runs", "drop_one"}}
     return store_precomputed_run(
         workspace, competition, folds, name=request.name or f"blend-{request.method}",
         model="blend", params={**params, "runs": [r.id for r in parents]},
-        oof=oof_blend, test=test_blend, parents=[r.id for r in parents],
+        oof=fit.oof, test=fit.test, parents=[r.id for r in parents],
         seed=request.seed, duration_s=time.perf_counter() - started, details=details,
     )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The parents' OOF and test probabilities, and the OOF laid out for fast blending."""
+
+    oofs: list[np.ndarray]
+    tests: list[np.ndarray]
+    library: list[RunProbabilities]
+
+    def subset(self, members: list[int]) -> Inputs:
+        return Inputs(*([values[m] for m in members] for values in (self.oofs, self.tests, self.library)))
+
+    def calibrated(self, kind: str, y: np.ndarray, rows: np.ndarray) -> tuple[Inputs, list[dict]]:
+        """Each parent calibrated by a fit on `rows` of its OOF (unchanged for `none`)."""
+        if kind == "none":
+            return self, []
+        fits = [make_calibration(kind).fit(oof, y, rows) for oof in self.oofs]
+        oofs = [c.apply(oof) for c, oof in zip(fits, self.oofs, strict=True)]
+        tests = [c.apply(test) for c, test in zip(fits, self.tests, strict=True)]
+        return Inputs(oofs, tests, [prepare(oof, y, TOP_K) for oof in oofs]), [c.describe() for c in fits]
+
+
+@dataclass(frozen=True)
+class NestedFit:
+    oof: np.ndarray  # each fold's rows predicted by the blend fitted on the other folds
+    oof_without_offsets: np.ndarray | None
+    test: np.ndarray
+    in_sample: np.ndarray  # every row predicted by the blend fitted on all rows
+    full: Blender
+    fold_fits: list[dict[str, Any]]
+    calibrations: list[dict[str, Any]]  # per parent, fitted on all rows
+
+
+def _nested(make: Callable[[], Blender], inputs: Inputs, y: np.ndarray, folds: Folds,
+            calibrate: str) -> NestedFit:
+    """Fit on the other folds, predict each fold; calibration is fitted inside the same split."""
+    oof = np.zeros(inputs.oofs[0].shape, dtype=np.float32)
+    oof_without_offsets = None
+    fold_tests, fold_fits = [], []
+    for k in range(folds.n_folds):
+        held_out, training = folds.held_out(k), folds.training(k)
+        fold_inputs, _ = inputs.calibrated(calibrate, y, training)
+        blender = make()
+        blender.fit(fold_inputs.library, y, training)
+        parts = [oof_m[held_out] for oof_m in fold_inputs.oofs]
+        if isinstance(blender, WithOffsets):
+            if oof_without_offsets is None:
+                oof_without_offsets = np.zeros_like(oof)
+            oof_without_offsets[held_out] = blender.inner.predict(parts)
+            oof[held_out] = blender.with_offsets(oof_without_offsets[held_out])
+        else:
+            oof[held_out] = blender.predict(parts)
+        fold_fits.append(blender.describe())
+        if not blender.test_from_full_fit:
+            fold_tests.append(blender.predict(fold_inputs.tests))
+    full_inputs, calibrations = inputs.calibrated(calibrate, y, np.arange(len(y)))
+    full = make()
+    full.fit(full_inputs.library, y, np.arange(len(y)))
+    test = full.predict(full_inputs.tests) if full.test_from_full_fit else np.mean(fold_tests, axis=0)
+    return NestedFit(oof, oof_without_offsets, test, full.predict(full_inputs.oofs), full, fold_fits,
+                     calibrations)
+
+
+def _can_blend(request: BlendRequest, parents: list[RunRecord]) -> bool:
+    """Whether the request's method still has something to blend with these parents alone."""
+    return request.method != "weights" or sum(
+        request.weights.get(r.id, request.weights.get(r.name, 0.0)) for r in parents) > 0
 
 
 def _make_blender(request: BlendRequest, objective, parents: list[RunRecord]) -> Blender:

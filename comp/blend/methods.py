@@ -12,17 +12,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
+from comp.blend.calibration import EPS, SAMPLE_ROWS, fit_temperature, sample_rows, tempered
 from comp.blend.library import CHUNK_ROWS, RunProbabilities
 from comp.blend.offsets import fit_offsets
 from comp.blend.selection import ensemble_selection
 from comp.errors import CompError
 from comp.metrics import Metric
-
-EPS = 1e-7
-TEMPERATURE_SAMPLE_ROWS = 20_000
 
 
 class Blender(ABC):
@@ -57,7 +55,7 @@ class WeightedAverage(Blender):
                 block = slice(start, start + CHUNK_ROWS)
                 proba = np.asarray(part[block], dtype=np.float32)
                 if self.temperatures is not None and self.temperatures[m] != 1.0:
-                    proba = _tempered(proba, self.temperatures[m])
+                    proba = tempered(proba, self.temperatures[m])
                 blended[block] += np.float32(self.weights[m]) * proba
         return blended
 
@@ -111,10 +109,8 @@ class Optimized(WeightedAverage):
         n_runs = len(library)
         self.temperatures = np.ones(n_runs)
         if self.temperature:
-            sample = rows if len(rows) <= TEMPERATURE_SAMPLE_ROWS else np.sort(
-                np.random.default_rng(0).choice(rows, TEMPERATURE_SAMPLE_ROWS, replace=False)
-            )
-            self.temperatures = np.array([_fit_temperature(run.dense, y, sample) for run in library])
+            sample = sample_rows(rows, SAMPLE_ROWS)
+            self.temperatures = np.array([fit_temperature(run.dense, y, sample) for run in library])
             true = np.column_stack([
                 _tempered_true(run.dense, y, rows, temperature)
                 for run, temperature in zip(library, self.temperatures, strict=True)
@@ -288,22 +284,6 @@ class WithOffsets(Blender):
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "offsets": np.round(self.offsets.offsets, 4).tolist(),
                 "offsets_in_sample_history": self.offsets.history}
-
-
-def _tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
-    logits = np.log(np.maximum(proba, EPS)) / temperature
-    return softmax(logits, axis=1).astype(np.float32)
-
-
-def _fit_temperature(dense: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float:
-    log_p = np.log(np.maximum(np.asarray(dense[rows], dtype=np.float64), EPS))
-    true = log_p[np.arange(len(rows)), y[rows]]
-
-    def loss(log_t: float) -> float:
-        t = np.exp(log_t)
-        return float((logsumexp(log_p / t, axis=1) - true / t).mean())
-
-    return float(np.exp(minimize_scalar(loss, bounds=(-3, 3), method="bounded").x))
 
 
 def _tempered_true(dense, y, rows, temperature) -> np.ndarray:

@@ -1,0 +1,175 @@
+"""`comp compare A B`: is run B really better than run A, or is it fold noise?
+
+Both runs are scored on the same fixed folds, so their fold scores pair up: the difference
+on each fold removes what the folds have in common (a hard fold is hard for both). The
+mean and spread of those differences, a paired t-test across folds and the number of
+folds B wins say how much of a CV gap is real. Where several finished runs repeat A's (or
+B's) model and parameters with other seeds, their CV scores are compared too (Welch's
+t-test): a gain smaller than the seed-to-seed spread is luck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from comp.errors import CompError
+from comp.metrics import METRICS
+from comp.store import RunRecord, RunStore
+from comp.workspace import Workspace
+
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Paired:
+    """B − A per fold, signed so that a positive gain means B is better for the metric."""
+
+    gains: np.ndarray
+    p_value: float | None  # None: too few pairs for a test
+
+    @property
+    def mean(self) -> float:
+        return float(self.gains.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.gains.std(ddof=1)) if len(self.gains) > 1 else 0.0
+
+    @property
+    def wins(self) -> int:
+        return int((self.gains > 0).sum())
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < SIGNIFICANCE and self.mean != 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gains": self.gains.tolist(), "mean": self.mean, "std": self.std,
+                "wins": self.wins, "n": len(self.gains), "p_value": self.p_value,
+                "significant": self.significant}
+
+
+@dataclass(frozen=True)
+class SeedGroups:
+    """CV scores of the runs that share A's, and B's, model and parameters but not the seed."""
+
+    a_scores: list[float]
+    b_scores: list[float]
+    gain: float  # mean of B's seeds − mean of A's seeds, signed like `Paired.gains`
+    p_value: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"a_scores": self.a_scores, "b_scores": self.b_scores, "gain": self.gain,
+                "p_value": self.p_value}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: RunRecord
+    b: RunRecord
+    folds: Paired
+    seeds: SeedGroups | None
+
+    @property
+    def verdict(self) -> str:
+        folds = self.folds
+        if not folds.significant:
+            return (f"no significant difference: {self.b.id} − {self.a.id} = {folds.mean:+.4f} ± "
+                    f"{folds.std:.4f} ({folds.wins}/{len(folds.gains)} folds{_p_text(folds.p_value)})")
+        if folds.mean > 0:
+            better, worse, wins = self.b, self.a, folds.wins
+        else:
+            better, worse, wins = self.a, self.b, int((folds.gains < 0).sum())
+        return (f"{better.id} better than {worse.id} by {abs(folds.mean):.4f} ± {folds.std:.4f} "
+                f"({wins}/{len(folds.gains)} folds{_p_text(folds.p_value)})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"a": self.a.id, "b": self.b.id, "metric": self.a.metric,
+                "fold_scores": {"a": self.a.fold_scores, "b": self.b.fold_scores},
+                "folds": self.folds.to_json(),
+                "seeds": None if self.seeds is None else self.seeds.to_json(),
+                "verdict": self.verdict}
+
+
+def _p_text(p_value: float | None) -> str:
+    return "" if p_value is None else f", p={p_value:.3g}"
+
+
+def compare(workspace: Workspace, ref_a: str, ref_b: str) -> Comparison:
+    store = RunStore(workspace.runs)
+    a, b = store.resolve(ref_a), store.resolve(ref_b)
+    if a.id == b.id:
+        raise CompError(f"{ref_a} and {ref_b} are the same run {a.id}: name two runs")
+    folds = paired_folds(a, b)
+    return Comparison(a, b, folds, _seed_groups(store, a, b))
+
+
+def paired_folds(a: RunRecord, b: RunRecord) -> Paired:
+    """The per-fold gains of B over A; runs on other folds, data or metric are refused."""
+    for record in (a, b):
+        if record.status != "done" or any(score is None for score in record.fold_scores):
+            raise CompError(f"run {record.id} is not finished: compare needs every fold's score")
+    if a.folds_hash != b.folds_hash:
+        raise CompError(f"runs {a.id} and {b.id} were made on other folds: their fold scores do not pair")
+    if a.data_hash != b.data_hash:
+        raise CompError(f"runs {a.id} and {b.id} were made on other data: their fold scores do not pair")
+    if a.metric != b.metric:
+        raise CompError(f"runs {a.id} and {b.id} are scored with other metrics ({a.metric}, {b.metric})")
+    sign = 1.0 if METRICS[a.metric].greater_is_better else -1.0
+    gains = sign * (np.array(b.fold_scores, dtype=np.float64) - np.array(a.fold_scores, dtype=np.float64))
+    return Paired(gains, _paired_p_value(gains))
+
+
+def _paired_p_value(gains: np.ndarray) -> float | None:
+    """The paired t-test's two-sided p-value (the t-test on the differences). Constant
+    differences have no spread to test: identical runs differ by chance with p = 1, a
+    constant nonzero gain on every fold is as certain as the data can say (p = 0)."""
+    if len(gains) < 2:
+        return None
+    if np.ptp(gains) <= 1e-12 * max(1.0, float(np.abs(gains).max())):
+        return 1.0 if np.allclose(gains, 0.0, atol=1e-12) else 0.0
+    return float(stats.ttest_1samp(gains, 0.0).pvalue)
+
+
+def _seed_groups(store: RunStore, a: RunRecord, b: RunRecord) -> SeedGroups | None:
+    """Welch's t-test between the seed repeats of A and of B, when each has two or more."""
+    group_a, group_b = _seed_repeats(store, a), _seed_repeats(store, b)
+    if len(group_a) < 2 or len(group_b) < 2 or {r.id for r in group_a} & {r.id for r in group_b}:
+        return None
+    a_scores = [r.cv_score for r in group_a]
+    b_scores = [r.cv_score for r in group_b]
+    sign = 1.0 if METRICS[a.metric].greater_is_better else -1.0
+    gain = sign * (float(np.mean(b_scores)) - float(np.mean(a_scores)))
+    if np.ptp(a_scores) == 0 and np.ptp(b_scores) == 0:
+        p_value = 1.0 if gain == 0 else 0.0
+    else:
+        p_value = float(stats.ttest_ind(b_scores, a_scores, equal_var=False).pvalue)
+    return SeedGroups(a_scores, b_scores, gain, p_value)
+
+
+def _seed_repeats(store: RunStore, record: RunRecord) -> list[RunRecord]:
+    """Finished runs with the record's model, parameters, folds and data, one per seed."""
+    by_seed: dict[int, RunRecord] = {record.seed: record}
+    for other in store.all():
+        if (other.status == "done" and other.cv_score is not None and other.model == record.model
+                and other.params == record.params and other.folds_hash == record.folds_hash
+                and other.data_hash == record.data_hash and other.metric == record.metric):
+            by_seed.setdefault(other.seed, other)
+    return sorted(by_seed.values(), key=lambda r: r.seed)
+
+
+def gains_against(reference: RunRecord, records: list[RunRecord]) -> dict[str, Paired]:
+    """Each comparable record's paired gain over the reference (the leaderboard's --vs)."""
+    gains = {}
+    for record in records:
+        if record.id == reference.id:
+            continue
+        try:
+            gains[record.id] = paired_folds(reference, record)
+        except CompError:
+            continue  # unfinished, other folds or other data: no paired difference
+    return gains
