@@ -56,12 +56,15 @@ def run_comp(workspace: Path, name: str, *args: str) -> Step:
     """Run `comp *args` in its own process; its wall time and its own peak resident memory."""
     env = {**os.environ, "COMP_WORKSPACE": str(workspace)}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "comp", *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    # wait4 reports this child's own rusage; RUSAGE_CHILDREN would be the maximum so far.
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    output = process.stdout.read().decode(errors="replace")
+    # output to a file, not a pipe: a pipe nobody reads until the end blocks a chatty child
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([sys.executable, "-m", "comp", *args], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        # wait4 reports this child's own rusage; RUSAGE_CHILDREN would be the maximum so far.
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        log.seek(0)
+        output = log.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"comp {' '.join(args)} failed:\n{output}")
     print(f"  {name}: {seconds:.1f} s, {usage.ru_maxrss / 1024:.0f} MB", flush=True)

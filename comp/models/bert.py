@@ -28,17 +28,24 @@ PRETRAINED_BODY_LR = 3e-5
 
 
 @dataclass
-class BertParams(TrainParams):
-    backbone: str | None = None
-    """Hub name or local folder (AutoModel + AutoTokenizer); None: the offline default."""
+class TextEncoderParams:
+    """Truncation, and the size of the offline default encoder (unused for a hub model);
+    shared by every family with a text encoder."""
+
     max_len: int = 128
-    dropout: float = 0.1
-    emb_dim: int = 0
-    """Size of the stored embedding: 0 keeps the encoder's hidden size."""
     vocab_size: int = 8000
     hidden: int = 128
     layers: int = 2
     heads: int = 2
+
+
+@dataclass
+class BertParams(TextEncoderParams, TrainParams):
+    backbone: str | None = None
+    """Hub name or local folder (AutoModel + AutoTokenizer); None: the offline default."""
+    dropout: float = 0.1
+    emb_dim: int = 0
+    """Size of the stored embedding: 0 keeps the encoder's hidden size."""
     epochs: int = 6
     lr: float = 2e-3
 

@@ -25,6 +25,7 @@ image family: `lr`, or `lr`/10 when pretrained), `lr` for everything else.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ from comp.models.bert import (
     PRETRAINED_BODY_LR,
     BertParams,
     PadCollate,
+    TextEncoderParams,
     build_encoder,
     load_tokenizer,
     mean_pool,
@@ -62,7 +64,7 @@ CLASS_DISTANCE_FILE = "class_distance.npy"
 
 
 @dataclass
-class HuseParams(TrainParams):
+class HuseParams(TextEncoderParams, TrainParams):
     text_backbone: str | None = None
     """Hub name or local folder of the text encoder; None: the bert family's offline default."""
     image_backbone: str = "resnet10t"
@@ -89,17 +91,12 @@ class HuseParams(TrainParams):
     """What embeds the class names for A: tfidf, backbone (the text tower) or a hub model name."""
     bert_lr: float | None = None
     """Learning rate of the text encoder; default: 3e-5 for a hub model, else `lr`."""
-    max_len: int = 128
-    vocab_size: int = 8000
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 2
     epochs: int = 6
     lr: float = 2e-3
 
     def text_params(self) -> BertParams:
-        return BertParams(backbone=self.text_backbone, max_len=self.max_len, vocab_size=self.vocab_size,
-                          hidden=self.hidden, layers=self.layers, heads=self.heads)
+        encoder = {f.name: getattr(self, f.name) for f in dataclasses.fields(TextEncoderParams)}
+        return BertParams(backbone=self.text_backbone, **encoder)
 
     def image_params(self) -> ImageParams:
         return ImageParams(backbone=self.image_backbone, pretrained=self.image_pretrained,
