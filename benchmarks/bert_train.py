@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fold_timing import timed_fit
 
 from comp.data import Competition
 from comp.demo import DemoSpec
@@ -85,7 +86,7 @@ def main() -> None:
             tokenizer = load_tokenizer(params, ctx)  # built once, outside both timings
 
             comp_results = {
-                buckets: comp_loop(replace(params, length_buckets=buckets), ctx, train, valid)
+                buckets: timed_fit(Bert(replace(params, length_buckets=buckets)), ctx, train, valid)
                 for buckets in (False, True)
             }
 
@@ -103,13 +104,6 @@ def main() -> None:
               f"ratio {rate / hf_rate:.2f}x")
 
 
-def comp_loop(params: BertParams, ctx: FoldContext, train, valid) -> tuple[float, float]:
-    seed_everything(42)
-    model = Bert(params)
-    started = time.perf_counter()
-    model.fit(train, valid, ctx)
-    seconds = time.perf_counter() - started
-    return seconds, METRICS["f1_weighted"](valid.y, model.predict_proba(valid))
 
 
 def trainer_baseline(params, tokenizer, train, valid, n_classes, output_dir):

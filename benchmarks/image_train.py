@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from fold_timing import timed_fit
 from torch.utils.data import DataLoader
 
 from comp.data import Competition
@@ -78,7 +79,7 @@ def main() -> None:
                               RunStore(workspace.runs), reporter)
             results: dict[str, list[tuple[float, float]]] = {"comp": [], "plain": [], "plain_cl": []}
             for _ in range(args.repeats):
-                results["comp"].append(comp_loop(params, ctx, train, valid))
+                results["comp"].append(timed_fit(ImageModel(params), ctx, train, valid))
                 results["plain"].append(plain_loop(params, train, valid, competition.n_classes, False))
                 results["plain_cl"].append(plain_loop(params, train, valid, competition.n_classes, True))
     images = args.epochs * len(train)
@@ -113,13 +114,6 @@ def warm_up(params: ImageParams, train) -> None:
             model(batch.contiguous(memory_format=layout))
 
 
-def comp_loop(params: ImageParams, ctx: FoldContext, train, valid) -> tuple[float, float]:
-    seed_everything(42)
-    model = ImageModel(params)
-    started = time.perf_counter()
-    model.fit(train, valid, ctx)
-    seconds = time.perf_counter() - started
-    return seconds, METRICS["f1_weighted"](valid.y, model.predict_proba(valid))
 
 
 def plain_loop(params: ImageParams, train, valid, n_classes: int,

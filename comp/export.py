@@ -2,8 +2,8 @@
 
 One MLflow run per comp run, found again by its `comp.run_id` tag, so exporting twice
 changes nothing and a run that changed since (a fold landed, a run finished) replaces
-its earlier export. Only local stores (SQLite or a folder) are accepted: the export never
-talks to a server.
+its earlier export. Only a local SQLite store is accepted: the export never talks to a
+server.
 """
 
 from __future__ import annotations

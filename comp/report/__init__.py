@@ -25,11 +25,11 @@ from comp.report.analysis import (
     class_quality,
     flatten_params,
     oof_correlation,
-    read_submissions,
 )
 from comp.report.html import Section, fmt, heading, image, is_number, note, page, table
 from comp.runner import now
 from comp.store import RunRecord, RunStore
+from comp.submissions import list_submissions
 from comp.workspace import Workspace
 
 
@@ -146,18 +146,17 @@ class _Report:
         return "".join(parts) + _capped_note(len(blends), len(shown), "blends")
 
     def _submissions(self) -> str:
-        found = read_submissions(self.workspace.submissions)
+        found = list_submissions(self.workspace)
         if not found:
             return note("No submissions yet: `comp submit` writes one.")
-        rows = [(s.get("created_at"), s.get("name"), s.get("run_id"), s.get("model"),
-                 s.get("cv_score"), s.get("public_score"), s.get("private_score")) for s in found]
+        rows = [(s["created_at"], s["name"], s["run_id"], s["model"], s["cv_score"], s["public_score"],
+                 s["private_score"]) for s in found]
         body = table(("created", "name", "run", "model", "cv", "public", "private"), rows)
-        scored = [s for s in found
-                  if is_number(s.get("public_score")) and is_number(s.get("cv_score"))]
+        scored = [s for s in found if is_number(s["public_score"]) and is_number(s["cv_score"])]
         if len(scored) >= 2:
             figure = plots.cv_against_public(
                 np.array([s["cv_score"] for s in scored]), np.array([s["public_score"] for s in scored]),
-                [str(s.get("name", "")) for s in scored], str(scored[0].get("metric", "")))
+                [str(s["name"]) for s in scored], str(scored[0]["metric"] or ""))
             body += image(plots.data_uri(figure), "public score against CV")
         else:
             body += note("CV against public score appears once two submissions have a public score.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,20 +57,6 @@ def oof_correlation(store: RunStore, records: list[RunRecord], labels: Labels, s
     y = labels.y[rows]
     samples = [np.asarray(store.array(r.id, "oof", mmap=True)[rows], dtype=np.float32) for r in records]
     return diversity([prepare(s, y, 1) for s in samples], samples, y)
-
-
-def read_submissions(submissions: Path) -> list[dict[str, Any]]:
-    """Provenance of every submission, oldest first; unreadable files are skipped, and so is
-    provenance without its file (`comp submit` killed between the two writes)."""
-    found = []
-    for path in sorted(submissions.glob("*.json")):
-        try:
-            provenance = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-            continue
-        if isinstance(provenance, dict) and (submissions / str(provenance.get("file"))).is_file():
-            found.append(provenance)
-    return sorted(found, key=lambda s: str(s.get("created_at", "")))
 
 
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
