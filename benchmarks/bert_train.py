@@ -19,21 +19,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from fold_timing import timed_fit
 
-from comp.data import Competition
-from comp.demo import DemoSpec
-from comp.folds import create_folds
+from comp.data.demo import DemoSpec
+from comp.data.scaffold import init_demo
+from comp.data.workspace import Workspace
 from comp.metrics import METRICS
-from comp.models.base import FoldContext
-from comp.models.bert import Bert, BertParams, EncoderClassifier, build_encoder, load_tokenizer
+from comp.models._text import build_encoder, load_tokenizer
+from comp.models.bert import Bert, BertParams, EncoderClassifier
 from comp.progress import Reporter
-from comp.runner import seed_everything
-from comp.scaffold import init_demo
-from comp.store import RunStore
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.runner import fold_context, seed_everything
 
 
 class WithLoss(torch.nn.Module):
@@ -72,18 +69,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         workspace = Workspace(Path(folder))
         init_demo(workspace, DemoSpec(image_size=None), force=False)
-        competition = Competition.load(workspace)
-        folds, _ = create_folds(workspace, competition, 5, 42, force=False)
+        project = Project(workspace)
+        competition = project.competition
+        folds, _ = project.make_folds(5, 42, force=False)
         train = competition.train.take(folds.training(0))
         valid = competition.train.take(folds.held_out(0))
         params = BertParams(epochs=args.epochs, max_len=args.max_len, batch_size=args.batch_size,
                             patience=0)
         with Reporter.open(quiet=True) as reporter:
-            ctx = FoldContext(0, 42, competition.classes, None, workspace.root / "scratch",
-                              workspace, RunStore(workspace.runs), reporter,
-                              corpus=np.concatenate([competition.train.text, competition.test.text]),
-                              data_hash=competition.data_hash)
-            tokenizer = load_tokenizer(params, ctx)  # built once, outside both timings
+            ctx = fold_context(project, fold=0, seed=42, workdir=workspace.root / "scratch",
+                               run_workdir=workspace.root / "scratch", reporter=reporter)
+            tokenizer = load_tokenizer(None, params.vocab_size, ctx)  # built once, outside both timings
 
             comp_results = {
                 buckets: timed_fit(Bert(replace(params, length_buckets=buckets)), ctx, train, valid)
@@ -110,7 +106,7 @@ def trainer_baseline(params, tokenizer, train, valid, n_classes, output_dir):
     from transformers import Trainer, TrainingArguments
 
     seed_everything(42)
-    encoder, pretrained = build_encoder(params, tokenizer)
+    encoder, pretrained = build_encoder(None, params, tokenizer)
     model = WithLoss(EncoderClassifier(encoder, n_classes, params.dropout, params.emb_dim, pretrained))
 
     def padded(rows):

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from comp.errors import CompError
-from comp.features import FeatureMatrix
 from comp.metrics import METRICS
+from comp.models._features import FeatureMatrix
 from comp.models.boost import ENGINES, BoostParams, require_cuda
 
 

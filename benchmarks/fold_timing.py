@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from comp.data import Table
+from comp.data.competition import Table
 from comp.metrics import METRICS
-from comp.models.base import FoldContext, Model
-from comp.runner import seed_everything
+from comp.models._base import FoldContext, Model
+from comp.runs.runner import seed_everything
 
 
 def timed_fit(model: Model, ctx: FoldContext, train: Table, valid: Table) -> tuple[float, float]:

@@ -32,17 +32,15 @@ import torch
 from fold_timing import timed_fit
 from torch.utils.data import DataLoader
 
-from comp.data import Competition
-from comp.demo import DemoSpec
-from comp.folds import create_folds, load_folds
+from comp.data.demo import DemoSpec
+from comp.data.scaffold import init_demo
+from comp.data.workspace import Workspace
 from comp.metrics import METRICS
-from comp.models.base import FoldContext
-from comp.models.image import ImageDataset, ImageModel, ImageParams, collate, transforms
+from comp.models._vision import ImageDataset, collate, transforms
+from comp.models.image import ImageModel, ImageParams
 from comp.progress import Reporter
-from comp.runner import seed_everything
-from comp.scaffold import init_demo
-from comp.store import RunStore
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.runner import fold_context, seed_everything
 
 
 def main() -> None:
@@ -64,19 +62,17 @@ def main() -> None:
             init_demo(workspace, DemoSpec(train_rows=args.train_rows, test_rows=100,
                                           classes=args.classes, image_size=args.image_size),
                       force=False)
-        competition = Competition.load(workspace)
-        if workspace.folds_path.exists():
-            folds = load_folds(workspace, competition)
-        else:
-            folds, _ = create_folds(workspace, competition, 5, 42, force=False)
+        project = Project(workspace)
+        competition = project.competition
+        folds = project.folds if workspace.folds_path.exists() else project.make_folds(5, 42, force=False)[0]
         train = competition.train.take(folds.training(0))
         valid = competition.train.take(folds.held_out(0))
         params = ImageParams(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs,
                              batch_size=args.batch_size, workers=args.workers, patience=0)
         warm_up(params, train)
         with Reporter.open(quiet=True) as reporter:
-            ctx = FoldContext(0, 42, competition.classes, None, Path(scratch) / "fold", workspace,
-                              RunStore(workspace.runs), reporter)
+            ctx = fold_context(project, fold=0, seed=42, workdir=Path(scratch) / "fold",
+                               run_workdir=Path(scratch), reporter=reporter)
             results: dict[str, list[tuple[float, float]]] = {"comp": [], "plain": [], "plain_cl": []}
             for _ in range(args.repeats):
                 results["comp"].append(timed_fit(ImageModel(params), ctx, train, valid))

@@ -13,11 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from comp.config import write_config
-from comp.leaderboard import leaderboard
-from comp.scaffold import kazanexpress_config
-from comp.store import RunRecord, RunStore
-from comp.workspace import Workspace
+from comp.data.config import write_config
+from comp.data.scaffold import kazanexpress_config
+from comp.data.workspace import Workspace
+from comp.project import Project
+from comp.runs.leaderboard import leaderboard
+from comp.runs.store import RunRecord, RunStore
 
 
 def fake_runs(workspace: Workspace, n_runs: int, n_classes: int = 874) -> None:
@@ -51,7 +52,7 @@ def main() -> None:
             fake_runs(workspace, n_runs)
             paths = list(workspace.runs.glob("*/run.json"))
             baseline = best_of(lambda paths=paths: [json.loads(p.read_text()) for p in paths])
-            board = best_of(lambda workspace=workspace: leaderboard(workspace))
+            board = best_of(lambda workspace=workspace: leaderboard(Project(workspace)))
             print(
                 f"{n_runs} runs: leaderboard {board * 1e3:.1f} ms, reading run.json files "
                 f"{baseline * 1e3:.1f} ms, ratio {board / baseline:.2f}"

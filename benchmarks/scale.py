@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from comp.store import RunStore
+from comp.runs.store import RunStore
 
 
 @dataclass(frozen=True)
@@ -150,10 +150,9 @@ def benchmark(workspace: Path, scale: Scale, fold: str, tfidf: str, fasttext: st
     steps.append(run_comp(workspace, f"comp leaderboard ({scale.leaderboard_runs} runs)",
                           "leaderboard", "--json"))
 
-    from comp.data import Competition
-    from comp.workspace import Workspace
+    from comp.project import Project
 
-    y = Competition.load(Workspace(workspace)).y
+    y = Project.open(workspace).competition.y
     inputs = synthesize_runs(workspace, "tfidf", scale.blend_runs, "blendinput")
     for seed, run_id in enumerate(inputs):
         write_predictions(workspace, run_id, y, scale.test_rows, scale.classes, seed)

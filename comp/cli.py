@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,7 +13,9 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from comp.errors import CompError
-from comp.workspace import Workspace
+
+if TYPE_CHECKING:
+    from comp.project import Project
 
 app = typer.Typer(
     add_completion=False,
@@ -28,7 +30,14 @@ err = Console(stderr=True)
 
 
 class State:
-    workspace: Workspace
+    workspace: str | None = None
+
+    @property
+    def project(self) -> Project:
+        """The workspace opened as a project; imported here so that `--help` stays instant."""
+        from comp.project import Project
+
+        return Project.open(self.workspace)
 
 
 state = State()
@@ -41,7 +50,7 @@ def _workspace_option(
         typer.Option("--workspace", "-w", help="Workspace folder (default: $COMP_WORKSPACE or .)"),
     ] = None,
 ) -> None:
-    state.workspace = Workspace.locate(workspace)
+    state.workspace = workspace
 
 
 def _split(values: str | None) -> list[str]:
@@ -77,11 +86,11 @@ def init(
 
       comp init --train train.csv --test test.csv --target label --text title,body
     """
-    from comp import scaffold
+    from comp.data import scaffold
 
-    workspace = state.workspace
+    workspace = state.project.workspace
     if demo:
-        from comp.demo import DemoSpec
+        from comp.data.demo import DemoSpec
 
         spec = DemoSpec(train_rows=train_rows, test_rows=test_rows, classes=classes,
                         image_size=None if no_images else image_size, seed=seed)
@@ -125,22 +134,17 @@ def folds(
     """
     import numpy as np
 
-    from comp.data import Competition
-    from comp.folds import create_folds
-
-    workspace = state.workspace
-    competition = Competition.load(workspace)
+    project = state.project
+    competition = project.competition
     config = competition.config.cv
-    made, changed = create_folds(
-        workspace, competition, n_folds or config.n_folds,
-        config.seed if seed is None else seed, force,
-    )
+    made, changed = project.make_folds(n_folds or config.n_folds, config.seed if seed is None else seed,
+                                       force)
     sizes = np.bincount(made.fold)
     rare = int((np.bincount(competition.y) < made.n_folds).sum())
     _print_warnings(competition.warnings)
     verb = "wrote" if changed else "unchanged:"
     out.print(
-        f"{verb} {workspace.folds_path} ({made.n_folds} folds of {sizes.min()}-{sizes.max()} rows, "
+        f"{verb} {project.workspace.folds_path} ({made.n_folds} folds of {sizes.min()}-{sizes.max()} rows, "
         f"hash {made.hash}; {rare} classes rarer than {made.n_folds} spread over folds)"
     )
 
@@ -165,17 +169,17 @@ def run(
 
       comp run --resume tfidf-1a2b3c
     """
-    from comp import runner
     from comp.models import available_models
     from comp.progress import Reporter
+    from comp.runs import runner
     from comp.typed import parse_overrides
 
-    workspace = state.workspace
+    project = state.project
     with Reporter.open(err, quiet=os.environ.get("RANK", "0") != "0") as reporter:
         if resume:
             if model or set_:
                 raise CompError("--resume takes the model and parameters from the run: omit them")
-            record = runner.resume_run(workspace, resume, fold, reporter)
+            record = runner.resume_run(project, resume, fold, reporter)
         else:
             if not model:
                 raise CompError(f"name a model ({', '.join(available_models())}) or --resume RUN")
@@ -183,7 +187,7 @@ def run(
                 model=model, params=parse_overrides(set_ or []), folds=fold,
                 name=name, run_id=run_id, seed=seed,
             )
-            record = runner.start_run(workspace, request, reporter)
+            record = runner.start_run(project, request, reporter)
     if record.status == "done":
         out.print(
             f"run {record.id}: {record.metric} {record.cv_score:.4f} "
@@ -211,13 +215,16 @@ def leaderboard_command(
 
       comp leaderboard --vs tfidf-1a2b3c
     """
-    from comp.compare import gains_against
-    from comp.leaderboard import leaderboard
-    from comp.store import RunStore
+    from comp.runs.leaderboard import leaderboard
 
-    entries = leaderboard(state.workspace)
-    reference = RunStore(state.workspace.runs).resolve(vs) if vs else None
-    gains = gains_against(reference, [e.record for e in entries]) if reference else {}
+    project = state.project
+    entries = leaderboard(project)
+    reference = project.store.resolve(vs) if vs else None
+    gains = {}
+    if reference:
+        from comp.runs.compare import gains_against
+
+        gains = gains_against(reference, [e.record for e in entries])
     if as_json:
         rows = [e.row() for e in entries]
         if reference:
@@ -226,7 +233,7 @@ def leaderboard_command(
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     vs_column = [f"vs {reference.id}"] if reference else []
-    table = RichTable(title=f"leaderboard: {state.workspace.root}")
+    table = RichTable(title=f"leaderboard: {project.workspace.root}")
     for column in ("#", "run", "name", "model", "cv", "folds mean ± std", *vs_column, "f1_macro",
                    "accuracy", "log_loss", "time", "state", "parents"):
         numeric = column not in {"run", "name", "model", "state", "parents"}
@@ -301,7 +308,7 @@ def blend_command(
         init=init, bags=bags, seed=seed, weights=given, temperature=temperature, meta=meta,
         offsets=offsets, calibrate=calibrate, drop_one=explain, name=name,
     )
-    record = blend(state.workspace, request)
+    record = blend(state.project, request)
     details = record.details
     out.print(
         f"blend {record.id}: {record.metric} {record.cv_score:.4f} nested "
@@ -352,9 +359,9 @@ def import_command(
     """
     from pathlib import Path
 
-    from comp.importer import import_run
+    from comp.runs.importer import import_run
 
-    record = import_run(state.workspace, Path(folder), name)
+    record = import_run(state.project, Path(folder), name)
     out.print(f"imported {record.id}: {record.metric} {record.cv_score:.4f} on the current folds")
 
 
@@ -377,9 +384,9 @@ def submit_command(
 
       comp submit tfidf-1a2b3c --name s01 --format parquet
     """
-    from comp.submit import submit
+    from comp.submissions.submit import submit
 
-    made = submit(state.workspace, run_ref, name, file_format, force)
+    made = submit(state.project, run_ref, name, file_format, force)
     cv = made.record.cv_score
     out.print(f"submission {made.path} ({made.rows} rows) from run {made.record.id} "
               f"({made.record.metric} {cv:.4f})")
@@ -399,9 +406,9 @@ def public_command(
 
       comp public s07 0.8731 --private 0.8702
     """
-    from comp.submissions import record_scores
+    from comp.submissions.tracking import record_scores
 
-    provenance = record_scores(state.workspace, submission, score, private)
+    provenance = record_scores(state.project, submission, score, private)
     cv = provenance.get("cv_score")
     gap = "" if cv is None else f", gap public − CV {provenance['public_score'] - cv:+.4f}"
     out.print(f"submission {submission}: public {provenance['public_score']:.4f}{gap}")
@@ -417,13 +424,14 @@ def submissions_command(
 
       comp submissions --json | jq '.[] | {name, gap}'
     """
-    from comp.submissions import list_submissions
+    from comp.submissions.tracking import list_submissions
 
-    listed = list_submissions(state.workspace)
+    project = state.project
+    listed = list_submissions(project)
     if as_json:
         sys.stdout.write(json.dumps(listed, indent=2) + "\n")
         return
-    table = RichTable(title=f"submissions: {state.workspace.submissions}")
+    table = RichTable(title=f"submissions: {project.workspace.submissions}")
     for column in ("name", "run", "model", "cv", "public", "private", "public − cv", "created"):
         numeric = column in {"cv", "public", "private", "public − cv"}
         table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
@@ -448,9 +456,9 @@ def compare_command(
 
       comp compare tfidf-1a2b3c blend-4d5e6f
     """
-    from comp.compare import compare
+    from comp.runs.compare import compare
 
-    comparison = compare(state.workspace, run_a, run_b)
+    comparison = compare(state.project, run_a, run_b)
     if as_json:
         sys.stdout.write(json.dumps(comparison.to_json(), indent=2) + "\n")
         return
@@ -484,9 +492,9 @@ def pick_command(
 
       comp pick --tolerance 0.01
     """
-    from comp.submissions import pick
+    from comp.submissions.tracking import pick
 
-    chosen = pick(state.workspace, tolerance)
+    chosen = pick(state.project, tolerance)
     if as_json:
         sys.stdout.write(json.dumps(chosen.to_json(), indent=2) + "\n")
         return
@@ -506,9 +514,9 @@ def reproduce_command(
 
       comp reproduce s07
     """
-    from comp.submissions import reproduce
+    from comp.submissions.tracking import reproduce
 
-    rebuilt = reproduce(state.workspace, submission)
+    rebuilt = reproduce(state.project, submission)
     verb = "restored" if rebuilt.restored else "byte-identical:"
     out.print(f"{verb} {rebuilt.path} (sha256 {rebuilt.sha256[:16]})")
 
@@ -530,7 +538,7 @@ def report_command(
 
     from comp.report import build_report
 
-    path = build_report(state.workspace, run_ref, Path(output).resolve() if output else None)
+    path = build_report(state.project, run_ref, Path(output).resolve() if output else None)
     out.print(f"report {path}")
 
 
@@ -555,9 +563,9 @@ def export_mlflow_command(
 
       comp export mlflow --store /data/mlflow.db --experiment kazanexpress
     """
-    from comp.export import export_mlflow
+    from comp.report.mlflow import export_mlflow
 
-    summary = export_mlflow(state.workspace, store, experiment)
+    summary = export_mlflow(state.project, store, experiment)
     out.print(f"mlflow {summary.tracking_uri} experiment {summary.experiment!r}: {summary.created} "
               f"created, {summary.updated} updated, {summary.unchanged} unchanged")
 

@@ -4,12 +4,19 @@ One coercion routine serves the competition config and every model's parameters,
 wrong key or value gets the same clear error wherever it was written. A field named after
 a Python keyword carries a trailing underscore (`from_`) and is written without it
 (`--set from=...`); messages show the written name.
+
+Ranges are declared next to the defaults, `epochs: int = param(4, ge=1)`, and checked when
+the dataclass is built (`Params.__post_init__`), so an impossible value never reaches a
+run. A subclass that only changes a default (`epochs: int = 6`) keeps its base's range.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import keyword
+import math
+import operator
 import types
 import typing
 from collections.abc import Mapping
@@ -18,6 +25,55 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 from comp.errors import CompError
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a number: at least `ge`, above `gt`, at most `le`, below `lt`."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        checks = (("at least", self.ge, operator.ge), ("above", self.gt, operator.gt),
+                  ("at most", self.le, operator.le), ("below", self.lt, operator.lt))
+        for words, bound, holds in checks:
+            if bound is not None and not holds(value, bound):
+                return f"must be {words} {bound:g}, got {value!r}"
+        return None
+
+
+def param(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None, **field_options: Any) -> Any:
+    """A dataclass field with its default and the range its value must lie in."""
+    metadata = {"range": Range(ge, gt, le, lt)}
+    return dataclasses.field(default=default, metadata=metadata, **field_options)
+
+
+class Params:
+    """Base of every parameter dataclass: checks each field against its declared range;
+    subclasses add checks between fields in their own `__post_init__` (calling this one)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            bounds = declared_range(type(self), f.name)
+            value = getattr(self, f.name)
+            if bounds is None or value is None or isinstance(value, bool):
+                continue
+            problem = bounds.problem(value)
+            if problem:
+                raise CompError(f"{_written_name(f.name)} {problem}")
+
+
+def declared_range(cls: type, name: str) -> Range | None:
+    """The range declared for field `name` by `cls` or the nearest base that declares one."""
+    for klass in cls.__mro__:
+        declared = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if declared is not None and "range" in declared.metadata:
+            return declared.metadata["range"]
+    return None
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -48,7 +104,10 @@ def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
     ]
     if missing:
         raise CompError(f"{where}: missing required key {_written_name(missing[0])!r}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except CompError as error:
+        raise CompError(f"{where}: {error}") from None
 
 
 def _field_name(key: str) -> str:
@@ -113,14 +172,15 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
         raise CompError(f"{name} must be true or false, got {value!r}")
     if tp in (int, float):
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        number = None
         if is_number and (tp is float or isinstance(value, int)):
-            return tp(value)
-        if isinstance(value, str):
-            try:
-                return tp(value)
-            except ValueError:
-                pass
-        kind = "an integer" if tp is int else "a number"
+            number = tp(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = tp(value)
+        if number is not None and math.isfinite(number):
+            return number
+        kind = "an integer" if tp is int else "a finite number"
         raise CompError(f"{name} must be {kind}, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from comp.demo import DemoSpec
-from comp.scaffold import init_demo
-from comp.workspace import Workspace
+from comp.data.demo import DemoSpec
+from comp.data.scaffold import init_demo
+from comp.data.workspace import Workspace
 
 TINY = DemoSpec(train_rows=400, test_rows=80, classes=12, image_size=32, seed=3)
 
@@ -103,3 +103,36 @@ def assert_store_intact(workspace: Path) -> list[dict]:
     board = json.loads(comp("leaderboard", "--json", workspace=workspace).stdout)
     assert {e["id"] for e in board} == {p.parent.name for p in (workspace / "runs").glob("*/run.json")}
     return board
+
+
+def fold_zero(workspace: Path, scratch: Path, reporter):
+    """The workspace's project, fold 0's train and held-out tables, and a context to fit a
+    model on them in-process, as the harness would."""
+    from comp.project import Project
+    from comp.runs.runner import fold_context
+
+    project = Project.open(workspace)
+    competition, folds = project.competition, project.folds
+    ctx = fold_context(project, fold=0, seed=0, workdir=scratch / "folds/0", run_workdir=scratch,
+                       reporter=reporter)
+    return project, competition.train.take(folds.training(0)), competition.train.take(folds.held_out(0)), ctx
+
+
+class NoParents:
+    """A model context's parent runs when there are none."""
+
+    def resolve(self, ref: str) -> str:
+        raise AssertionError(f"no parent runs here, asked for {ref}")
+
+    has = array = fold_array = resolve
+
+
+def bare_context(scratch: Path, classes: list, reporter):
+    """A fold context with no project behind it: for training-loop tests on synthetic tensors."""
+    import numpy as np
+
+    from comp.models._base import FoldContext
+
+    return FoldContext(fold=0, seed=0, classes=classes, class_names=None, workdir=scratch,
+                       run_workdir=scratch, cache=scratch / ".cache", corpus=np.array([], dtype=object),
+                       data_hash="none", parents=NoParents(), reporter=reporter, user_root=scratch)

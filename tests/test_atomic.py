@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from comp import atomic
-from comp.store import FoldOutput, RunRecord, RunStore
+from comp.runs.store import FoldOutput, RunRecord, RunStore
 
 
 def test_a_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):

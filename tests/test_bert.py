@@ -11,12 +11,9 @@ import torch
 from torch import nn
 
 from comp.metrics import METRICS
-from comp.models.base import FoldContext
-from comp.neural import FoldData, FoldModule, Trainer, TrainParams
+from comp.models._training import FoldData, FoldModule, Trainer, TrainParams
 from comp.progress import Reporter
-from comp.store import RunStore
-from comp.workspace import Workspace
-from tests.conftest import comp, finished_run
+from tests.conftest import bare_context, comp, finished_run
 
 TINY_BERT = ["--set", "epochs=2", "--set", "hidden=32", "--set", "layers=1", "--set", "max_len=48",
              "--set", "vocab_size=2000"]
@@ -85,8 +82,7 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
                     collate=torch.utils.data.default_collate)
     params = TrainParams(epochs=6, batch_size=32, lr=0.05, patience=0, warmup=0.0)
     with Reporter.open(quiet=True) as reporter:
-        ctx = FoldContext(0, 0, list(range(n_classes)), None, tmp_path, Workspace(tmp_path),
-                          RunStore(tmp_path), reporter)
+        ctx = bare_context(tmp_path, list(range(n_classes)), reporter)
         best = Trainer(params, ctx).fit(module, data, truth.numpy())
         proba, _ = Trainer(params, ctx).predict(best, data.valid, data.collate)
     history = ctx.stats["epoch_f1"]

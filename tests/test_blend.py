@@ -9,11 +9,11 @@ import pytest
 from comp.blend import BlendRequest, blend
 from comp.blend.library import prepare
 from comp.blend.selection import ensemble_selection
-from comp.data import Competition
+from comp.data.workspace import Workspace
 from comp.errors import CompError
-from comp.importer import import_run
 from comp.metrics import METRICS
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.importer import import_run
 from tests.conftest import comp
 
 F1 = METRICS["f1_weighted"]
@@ -76,8 +76,8 @@ def _confident(labels: np.ndarray, n_classes: int, sharpness: float = 4.0) -> np
 @pytest.fixture
 def planted(tiny, tmp_path):
     """Two runs, each right on a different half of the classes."""
-    ws = Workspace(tiny)
-    competition = Competition.load(ws)
+    ws = Project.open(tiny)
+    competition = ws.competition
     y, n_classes, n_test = competition.y, competition.n_classes, len(competition.test_ids)
     rng = np.random.default_rng(0)
     wrong = (y + rng.integers(1, n_classes, len(y))) % n_classes
@@ -106,8 +106,8 @@ def test_complementary_runs_blend_into_something_better_than_both(planted):
 
 def test_selection_picks_the_dominant_run(tiny, tmp_path):
     """`worse` is right only where `good` is right, so mixing it in can only hurt."""
-    ws = Workspace(tiny)
-    competition = Competition.load(ws)
+    ws = Project.open(tiny)
+    competition = ws.competition
     y, n_classes = competition.y, competition.n_classes
     rng = np.random.default_rng(1)
     wrong = (y + rng.integers(1, n_classes, len(y))) % n_classes
@@ -124,8 +124,8 @@ def test_selection_picks_the_dominant_run(tiny, tmp_path):
 
 @pytest.mark.parametrize("method", ["caruana", "optimize", "stack"])
 def test_nested_score_is_not_above_in_sample_on_noise(tiny, tmp_path, method):
-    ws = Workspace(tiny)
-    competition = Competition.load(ws)
+    ws = Project.open(tiny)
+    competition = ws.competition
     rng = np.random.default_rng(5)
     shape = (len(competition.y), competition.n_classes)
     test = rng.dirichlet(np.ones(competition.n_classes), len(competition.test_ids))
@@ -139,8 +139,8 @@ def test_nested_score_is_not_above_in_sample_on_noise(tiny, tmp_path, method):
 def test_import_round_trips_a_run(tiny, tmp_path):
     comp("run", "tfidf", "--run-id", "original", workspace=tiny)
     original = json.loads((tiny / "runs/original/run.json").read_text())
-    ws = Workspace(tiny)
-    competition = Competition.load(ws)
+    ws = Project.open(tiny)
+    competition = ws.competition
     oof = np.load(tiny / "runs/original/oof.npy")
     test = np.load(tiny / "runs/original/test.npy")
     # the table layout: id column plus one column per class, rows shuffled
@@ -159,8 +159,8 @@ def test_import_round_trips_a_run(tiny, tmp_path):
 
 
 def test_import_rejects_bad_predictions(tiny, tmp_path):
-    ws = Workspace(tiny)
-    competition = Competition.load(ws)
+    ws = Project.open(tiny)
+    competition = ws.competition
     shape = (len(competition.y), competition.n_classes)
     good_test = np.full((len(competition.test_ids), shape[1]), 1.0 / shape[1], np.float32)
     bad = np.full(shape, 1.0 / shape[1], np.float32)
@@ -173,7 +173,7 @@ def test_import_rejects_bad_predictions(tiny, tmp_path):
 
 def test_guards_reject_runs_on_other_folds(planted):
     ws, records = planted
-    path = ws.runs / records["left"].id / "run.json"
+    path = ws.workspace.runs / records["left"].id / "run.json"
     record = json.loads(path.read_text())
     record["folds_hash"] = "0000"
     path.write_text(json.dumps(record))
@@ -220,7 +220,7 @@ def test_offsets_are_scored_nested_beside_the_plain_blend(planted):
     made = blend(ws, BlendRequest(runs=["left", "right"], method="stack", offsets=True))
     plain = made.details["nested_without_offsets"]
     assert plain is not None and made.cv_score != pytest.approx(0.0)
-    assert len(made.details["full_fit"]["offsets"]) == Competition.load(ws).n_classes
+    assert len(made.details["full_fit"]["offsets"]) == ws.competition.n_classes
     with pytest.raises(CompError, match="argmax metric"):
         blend(ws, BlendRequest(runs=["left", "right"], metric="log_loss", offsets=True))
 

@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from comp.data import Competition
 from comp.metrics import METRICS
-from comp.workspace import Workspace
+from comp.project import Project
 from tests.conftest import comp, finished_run
 
 FAST = ["--set", "from=bert,image", "--set", "rounds=40", "--set", "threads=1"]
@@ -54,7 +53,7 @@ def test_each_cpu_engine_learns_from_its_parents_and_records_them(parents, engin
     record, oof, test = finished_run(parents, run_id)
     ids = parent_ids(parents)
     assert record["parents"] == record["params"]["from_"] == [ids["bert"], ids["image"]]
-    y = Competition.load(Workspace(parents)).y
+    y = Project.open(parents).competition.y
     prior = np.tile(np.bincount(y) / len(y), (len(y), 1))
     assert record["cv_score"] > METRICS["f1_weighted"](y, prior) + 0.1
     assert record["stats"]["rounds"] > 0  # summed over the folds
@@ -103,7 +102,7 @@ def test_pyboost_on_a_cpu_machine_stops_with_one_sentence_before_any_run_exists(
     result = comp("run", "boost", "--fold", "all", "--set", "engine=pyboost", workspace=parents, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: engine=pyboost needs a CUDA GPU with cupy installed and this machine has none: "
-        "use engine=lightgbm or engine=catboost"
+        "error: boost parameter: engine=pyboost needs a CUDA GPU with cupy installed and this machine "
+        "has none: use engine=lightgbm or engine=catboost"
     ]
     assert sorted(p.name for p in (parents / "runs").iterdir()) == before

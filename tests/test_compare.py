@@ -7,17 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from comp.data import Competition
-from comp.folds import load_folds
 from comp.metrics import METRICS
-from comp.workspace import Workspace
+from comp.project import Project
 from tests.conftest import comp, one_clear_error
 
 
 def predictions(workspace: Path, correct: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """OOF probabilities whose argmax is the true class exactly on the `correct` rows (a
     random wrong class elsewhere), and random test probabilities."""
-    competition = Competition.load(Workspace(workspace))
+    competition = Project.open(workspace).competition
     y, n_classes = competition.y, competition.n_classes
     rng = np.random.default_rng(seed)
     wrong = (y + rng.integers(1, n_classes, len(y))) % n_classes
@@ -39,7 +37,7 @@ def import_run(workspace: Path, name: str, oof: np.ndarray, test: np.ndarray) ->
 
 def better_on_every_fold(workspace: Path) -> tuple[str, str]:
     """Run A right on about 60% of rows; run B right wherever A is, plus half of the rest."""
-    n_rows = len(Competition.load(Workspace(workspace)).y)
+    n_rows = len(Project.open(workspace).competition.y)
     rng = np.random.default_rng(0)
     a_correct = rng.uniform(size=n_rows) < 0.6
     b_correct = a_correct | (rng.uniform(size=n_rows) < 0.5)
@@ -126,8 +124,8 @@ def test_seed_repeats_of_both_runs_are_compared_by_their_means(tiny):
 def test_fold_scores_pair_with_the_fold_rows(tiny):
     """The per-fold scores compare uses are those of each fold's held-out rows."""
     a, _ = better_on_every_fold(tiny)
-    competition = Competition.load(Workspace(tiny))
-    folds = load_folds(Workspace(tiny), competition)
+    competition = Project.open(tiny).competition
+    folds = Project.open(tiny).folds
     oof = np.load(tiny / "made" / a / "oof.npy")
     expected = [METRICS["f1_weighted"](competition.y[folds.held_out(k)], oof[folds.held_out(k)])
                 for k in range(folds.n_folds)]

@@ -11,10 +11,8 @@ import numpy as np
 from scipy.special import softmax
 
 from comp.blend.calibration import Rank, Temperature
-from comp.data import Competition
-from comp.folds import load_folds
-from comp.submissions import list_submissions
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.submissions.tracking import list_submissions
 from tests.conftest import comp, one_clear_error
 from tests.test_compare import import_run, predictions
 
@@ -54,7 +52,7 @@ def test_public_scores_are_recorded_and_listed_with_the_gap(tiny):
     assert (s02["public_score"], s02["private_score"], s02["file"]) == (0.61, 0.605, "s02.parquet")
     provenance = json.loads((tiny / "submissions" / "s02.json").read_text())
     assert provenance["public_score"] == 0.61 and provenance["public_recorded_at"]
-    assert list_submissions(Workspace(tiny)) == list(listed.values())  # what `comp report` reads
+    assert list_submissions(Project.open(tiny)) == list(listed.values())  # what `comp report` reads
     table = comp("submissions", workspace=tiny).stdout
     assert "0.8731" in table and f"{s02['gap']:+.4f}" in table
 
@@ -149,8 +147,8 @@ def test_calibration_of_each_fold_is_fitted_without_its_rows(tiny):
          workspace=tiny)
     record = run_details(tiny, "ranked")
     blended_oof = np.load(tiny / "runs" / record["id"] / "oof.npy")
-    competition = Competition.load(Workspace(tiny))
-    folds = load_folds(Workspace(tiny), competition)
+    competition = Project.open(tiny).competition
+    folds = Project.open(tiny).folds
     stored = np.load(tiny / "made" / "solo" / "oof.npy")
     stored = stored / stored.sum(axis=1, keepdims=True)
     for k in range(folds.n_folds):

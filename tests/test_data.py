@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from comp.config import CompConfig, DataConfig, load_config, write_config
-from comp.data import Competition, build_text, strip_html
-from comp.workspace import Workspace
+from comp.data.competition import Competition
+from comp.data.config import CompConfig, DataConfig, load_config, write_config
+from comp.data.text import build_text, strip_html
+from comp.data.workspace import Workspace
 
 
 def test_text_builder_order_html_and_structures():

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from comp.demo import DemoSpec, DemoSummary, generate_demo
+from comp.data.demo import DemoSpec, DemoSummary, generate_demo
 
 SMALL = DemoSpec(train_rows=300, test_rows=60, classes=12, image_size=32, seed=7)
 ROOT = "Все категории"

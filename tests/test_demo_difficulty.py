@@ -2,22 +2,19 @@
 
 import pytest
 
-from comp.data import Competition
-from comp.demo import DemoSpec
-from comp.folds import create_folds
+from comp.data.demo import DemoSpec
+from comp.data.scaffold import init_demo
 from comp.progress import Reporter
-from comp.runner import RunRequest, start_run
-from comp.scaffold import init_demo
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.runner import RunRequest, start_run
 
 
 @pytest.fixture(scope="module")
-def default_demo(tmp_path_factory) -> Workspace:
-    workspace = Workspace(tmp_path_factory.mktemp("default_demo"))
-    init_demo(workspace, DemoSpec(image_size=None), force=False)
-    competition = Competition.load(workspace)
-    create_folds(workspace, competition, 5, 42, force=False)
-    return workspace
+def default_demo(tmp_path_factory) -> Project:
+    project = Project.open(tmp_path_factory.mktemp("default_demo"))
+    init_demo(project.workspace, DemoSpec(image_size=None), force=False)
+    project.make_folds(5, 42, force=False)
+    return project
 
 
 @pytest.mark.parametrize("family", ["fasttext", "tfidf"])

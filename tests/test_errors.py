@@ -48,7 +48,7 @@ def test_target_in_test_file(tiny):
         (["run", "nosuchmodel"], ["unknown model 'nosuchmodel'", "tfidf"]),
         (["run", "tfidf", "--set", "C"], ["key=value"]),
         (["run", "tfidf", "--set", "Cx=1"], ["unknown key 'Cx'"]),
-        (["run", "tfidf", "--set", "C=big"], ["C must be a number"]),
+        (["run", "tfidf", "--set", "C=big"], ["C must be a finite number"]),
         (["run", "tfidf", "--set", "classifier=svm"], ["must be one of logreg, sgd"]),
         (["run", "tfidf", "--fold", "7"], ["out of range"]),
         (["run", "--resume", "nope"], ["unknown run 'nope'"]),

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from comp.data import Competition
+from comp.data.folds import folds_hash, load_folds, make_folds
 from comp.errors import CompError
-from comp.folds import create_folds, folds_hash, load_folds, make_folds
-from comp.workspace import Workspace
+from comp.project import Project
 from tests.conftest import comp
 
 
@@ -46,17 +45,17 @@ def test_folds_are_deterministic_by_seed_and_hashed_by_content():
 
 
 def test_folds_file_matches_train_and_refuses_change_under_runs(tiny):
-    workspace = Workspace(tiny)
-    competition = Competition.load(workspace)
-    folds = load_folds(workspace, competition)
+    project = Project.open(tiny)
+    workspace, competition = project.workspace, project.competition
+    folds = project.folds
     assert np.array_equal(folds.ids, competition.train_ids)
     assert folds.n_folds == 5
     # same settings: nothing changes
-    _, changed = create_folds(workspace, competition, 5, competition.config.cv.seed, force=False)
+    _, changed = project.make_folds(5, competition.config.cv.seed, force=False)
     assert not changed
     comp("run", "tfidf", "--fold", "0", workspace=tiny)
     with pytest.raises(CompError, match="runs use it"):
-        create_folds(workspace, competition, 4, 0, force=False)
+        Project.open(tiny).make_folds(4, 0, force=False)
     result = comp("folds", "--n-folds", "4", workspace=tiny, check=False)
     assert result.returncode == 2 and "--force" in result.stderr
     assert load_folds(workspace, competition).hash == folds.hash

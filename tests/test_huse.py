@@ -11,16 +11,12 @@ import timm
 import torch
 from transformers import BertConfig, BertModel
 
-from comp.data import Competition
-from comp.folds import load_folds
-from comp.losses import cosine_distances, gap_loss, semantic_loss, semantic_mask
 from comp.models import create_model
-from comp.models.base import FoldContext
+from comp.models._losses import cosine_distances, gap_loss, semantic_loss, semantic_mask
 from comp.models.huse import HuseNet, HuseParams
 from comp.progress import Reporter
-from comp.store import RunStore
-from comp.workspace import Workspace
-from tests.conftest import comp, finished_run
+from comp.project import Project
+from tests.conftest import comp, finished_run, fold_zero
 
 TINY_HUSE = ["--set", "epochs=1", "--set", "image_size=16", "--set", "hidden=32", "--set", "layers=1",
              "--set", "max_len=48", "--set", "vocab_size=2000", "--set", "emb_dim=16", "--set", "shop_dim=4"]
@@ -152,7 +148,7 @@ def test_huse_trains_through_the_cli_with_unknown_shops_and_missing_images_and_b
     assert set(stats["epoch_loss_terms"]) == {"loss", "class", "sem", "gap"}
 
     distance = np.load(tiny / "runs/h/class_distance.npy")
-    names = Competition.load(Workspace(tiny)).class_names
+    names = Project.open(tiny).competition.class_names
     assert distance.shape == (len(names), len(names))
     np.testing.assert_allclose(distance, distance.T, atol=1e-6)
     assert not np.diag(distance).any()
@@ -193,21 +189,16 @@ def test_class_distances_from_the_text_tower_are_stored_once_per_run(tiny):
 
 
 def test_without_class_names_or_shops_huse_trains_and_says_what_it_left_out(tiny, tmp_path):
-    workspace = Workspace(tiny)
-    competition = Competition.load(workspace)
-    folds = load_folds(workspace, competition)
-
     def without_shops(table):
-        return dataclasses.replace(table, categorical=table.categorical.iloc[:, :0])
+        return dataclasses.replace(table, categorical=table.categorical[:, :0], categorical_names=[])
 
-    train = without_shops(competition.train.take(folds.training(0)))
-    valid = without_shops(competition.train.take(folds.held_out(0)))
     model = create_model("huse", {"epochs": 1, "image_size": 16, "hidden": 32, "layers": 1, "max_len": 32,
                                   "vocab_size": 2000, "emb_dim": 8})
     with Reporter.open(quiet=True) as reporter:
-        ctx = FoldContext(0, 0, competition.classes, None, tmp_path / "run/folds/0", workspace,
-                          RunStore(workspace.runs), reporter, corpus=competition.train.text)
-        model.fit(train, valid, ctx)
+        project, train, valid, ctx = fold_zero(tiny, tmp_path / "run", reporter)
+        ctx = dataclasses.replace(ctx, class_names=None)
+        competition = project.competition
+        model.fit(without_shops(train), without_shops(valid), ctx)
     assert ctx.stats["semantic_loss"] == "off: no class names"
     assert set(ctx.stats["epoch_loss_terms"]) == {"loss", "class", "gap"}
     proba, embedding = model.predict_with_embedding(without_shops(competition.test))
@@ -217,5 +208,5 @@ def test_without_class_names_or_shops_huse_trains_and_says_what_it_left_out(tiny
 
 def test_huse_parameter_mistakes_are_clear_errors(tiny):
     result = comp("run", "huse", "--set", "margin=3", "--fold", "0", workspace=tiny, check=False)
-    assert result.returncode == 2 and "margin is a cosine distance" in result.stderr
+    assert result.returncode == 2 and "margin must be at most 2" in result.stderr
     assert "Traceback" not in result.stderr

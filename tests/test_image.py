@@ -10,16 +10,13 @@ import timm
 import torch
 from PIL import Image
 
-from comp.data import Competition
 from comp.errors import CompError
-from comp.folds import load_folds
 from comp.models import create_model
-from comp.models.base import FoldContext
-from comp.models.image import ImageDataset, ImageParams, build_backbone, image_status, transforms
+from comp.models._vision import ImageDataset, build_backbone, image_status, transforms
+from comp.models.image import ImageParams
 from comp.progress import Reporter
-from comp.store import RunStore
-from comp.workspace import Workspace
-from tests.conftest import comp, finished_run
+from comp.project import Project
+from tests.conftest import comp, finished_run, fold_zero
 
 FAST = ["--set", "backbone=resnet10t", "--set", "image_size=32", "--set", "epochs=1"]
 
@@ -45,7 +42,7 @@ def test_image_trains_through_the_cli_counts_bad_images_and_is_deterministic(tin
     run = tiny / "runs/a"
     assert record["cv_score"] > 1.2 / len(record["classes"])  # above chance after one tiny epoch
 
-    competition = Competition.load(Workspace(tiny))
+    competition = Project.open(tiny).competition
     train_missing, train_corrupt = _on_disk(competition.train.image_paths)
     test_missing, test_corrupt = _on_disk(competition.test.image_paths)
     assert train_missing >= 1 and train_corrupt == 1  # what the demo writes
@@ -75,15 +72,9 @@ def test_pretrained_without_network_falls_back_to_random_weights_with_a_warning(
 @pytest.fixture
 def fold0(tiny, tmp_path):
     """The tiny competition's fold 0 and a context to fit a model on it in-process."""
-    workspace = Workspace(tiny)
-    competition = Competition.load(workspace)
-    folds = load_folds(workspace, competition)
-    train = competition.train.take(folds.training(0))
-    valid = competition.train.take(folds.held_out(0))
     with Reporter.open(quiet=True) as reporter:
-        ctx = FoldContext(0, 0, competition.classes, None, tmp_path / "fold", workspace,
-                          RunStore(workspace.runs), reporter)
-        yield competition, train, valid, ctx
+        project, train, valid, ctx = fold_zero(tiny, tmp_path, reporter)
+        yield project.competition, train, valid, ctx
 
 
 def _fit(params, train, valid, ctx):

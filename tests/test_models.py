@@ -4,15 +4,7 @@ import json
 
 import fasttext
 import numpy as np
-import pytest
 
-from comp.data import Competition
-from comp.folds import load_folds
-from comp.models import available_models, create_model
-from comp.models.base import FoldContext
-from comp.progress import Reporter
-from comp.store import RunStore
-from comp.workspace import Workspace
 from tests.conftest import comp
 
 
@@ -29,26 +21,6 @@ def test_fasttext_fork_predicts_top_k_under_numpy_2(tmp_path):
     assert len(all_labels) == 3
 
 
-@pytest.mark.parametrize("family", ["fasttext", "tfidf"])
-def test_family_gives_every_class_a_column_even_when_missing_from_training(tiny, family):
-    workspace = Workspace(tiny)
-    competition = Competition.load(workspace)
-    folds = load_folds(workspace, competition)
-    train_rows = folds.training(0)
-    rare = np.bincount(competition.y[train_rows], minlength=competition.n_classes).argmin()
-    train_rows = train_rows[competition.y[train_rows] != rare]  # a class the model never saw
-    params = {"epoch": 5} if family == "fasttext" else {"min_df": 1}
-    model = create_model(family, params)
-    with Reporter.open() as reporter:
-        ctx = FoldContext(0, 0, competition.classes, None, tiny / "scratch", workspace,
-                          RunStore(workspace.runs), reporter)
-        model.fit(competition.train.take(train_rows), competition.train.take(folds.held_out(0)), ctx)
-    proba = model.predict_proba(competition.test)
-    assert proba.shape == (len(competition.test), competition.n_classes)
-    assert np.all(proba[:, rare] == 0)
-    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-4)
-
-
 def test_fasttext_is_deterministic_with_a_seed(tiny):
     for run_id in ("a", "b"):
         comp("run", "fasttext", "--set", "epoch=5", "--run-id", run_id, workspace=tiny)
@@ -57,6 +29,3 @@ def test_fasttext_is_deterministic_with_a_seed(tiny):
     record = json.loads((tiny / "runs/a/run.json").read_text())
     assert record["params"]["thread"] == 1
 
-
-def test_registry_lists_the_baselines():
-    assert {"fasttext", "tfidf"} <= set(available_models())

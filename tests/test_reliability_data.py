@@ -14,9 +14,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from comp.config import CompConfig, DataConfig, write_config
-from comp.data import Competition, build_text, strip_html
-from comp.workspace import Workspace
+from comp.data.competition import Competition
+from comp.data.config import CompConfig, DataConfig, write_config
+from comp.data.text import build_text, strip_html
+from comp.data.workspace import Workspace
+from comp.project import Project
 from tests.conftest import assert_store_intact, comp, one_clear_error
 
 FAST_TFIDF = ["run", "tfidf", "--set", "char_max=0", "--set", "min_df=1"]
@@ -134,7 +136,7 @@ def test_missing_values_in_every_column_load_as_empty_text_and_nan(tmp_path, dat
         assert all(isinstance(t, str) for t in table.text)
         assert (np.isnan(table.numeric[:, 0]) == frame["rating"].isna().to_numpy()).all()
         expected = ["" if v is None or v != v else str(v) for v in shops]  # 7, never 7.0
-        assert list(table.categorical["shop_id"]) == expected
+        assert list(table.categorical[:, 0]) == expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,12 +166,12 @@ def test_ugly_csv_trains_with_tfidf_and_fasttext(tmp_path):
 
     board = assert_store_intact(tmp_path)
     assert {e["id"]: e["state"] for e in board} == {"tfidf": "done", "fasttext": "done"}
-    competition = Competition.load(Workspace(tmp_path))
+    competition = Project.open(tmp_path).competition
     assert 999 in competition.classes and competition.n_classes == 4
     assert len(competition.train.text[2]) > MEGABYTE // 2  # nothing silently dropped
     assert "\ufffd" in competition.test.text[2]  # undecodable bytes replaced, not fatal
     assert competition.train.text[0].startswith('{"title": "платье без конца')
-    assert competition.train.text[3] == "" and competition.train.categorical["shop_id"][3] == ""
+    assert competition.train.text[3] == "" and competition.train.categorical[3, 0] == ""
     assert math.isnan(competition.train.numeric[3, 0])
 
 

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comp.data import Competition
-from comp.models.image import open_rgb
-from comp.workspace import Workspace
+from comp.models._vision import open_rgb
+from comp.project import Project
 from tests.conftest import assert_store_intact, comp, finished_run
 
 
@@ -70,7 +69,7 @@ def test_unusual_colour_modes_load_as_rgb(tmp_path, mode):
 
 
 def test_an_image_run_with_every_kind_of_broken_image_counts_them(tiny):
-    competition = Competition.load(Workspace(tiny))
+    competition = Project.open(tiny).competition
     paths = competition.train.image_paths
     readable = [Path(p) for p in paths if open_rgb(p)[1] == "ok"]
     before = {"missing": sum(open_rgb(p)[1] == "missing" for p in paths)}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from comp.project import Project
 from comp.report import ReportLimits, build_report
-from comp.store import RunStore
-from comp.workspace import Workspace
+from comp.runs.store import RunStore
 from tests.conftest import comp
 
 INDEX_SECTIONS = ("leaderboard", "folds", "classes", "confusion", "correlation", "blends", "submissions")
@@ -29,8 +29,9 @@ def workspace_with_runs(template: Path, root: Path, blend_name: str) -> Path:
     shutil.copytree(template, root)
     comp("run", "tfidf", "--set", "char_max=0", workspace=root)
     comp("run", "fasttext", workspace=root)
-    assert comp("run", "tfidf", "--set", "C=-1", "--name", "broken", workspace=root,
-                check=False).returncode == 2
+    # a vocabulary left empty by min_df fails inside fold 0: a failed run with its reason
+    assert comp("run", "tfidf", "--set", "min_df=100000", "--set", "char_max=0", "--name", "broken",
+                workspace=root, check=False).returncode == 2
     comp("blend", "--name", blend_name, workspace=root)
     return root
 
@@ -138,7 +139,7 @@ def test_run_page_of_a_failed_run_says_why(workspace: Path):
     broken = _runs(workspace)["broken"]
     comp("report", "--run", "broken", workspace=workspace)
     html = (workspace / "reports" / f"{broken['id']}.html").read_text(encoding="utf-8")
-    assert "InvalidParameterError" in _section_text(html, "run")
+    assert "ValueError" in _section_text(html, "run") and "min_df" in _section_text(html, "run")
     assert "The run is failed" in _section_text(html, "classes")
     assert "missing" in _section_text(html, "folds")
 
@@ -174,7 +175,7 @@ def test_many_runs_stay_fast_and_capped(workspace: Path, tmp_path: Path):
             store.save(clone)
     limits = ReportLimits()
     started = time.perf_counter()
-    path = build_report(Workspace(root), limits=limits)
+    path = build_report(Project.open(root), limits=limits)
     elapsed = time.perf_counter() - started
     html = path.read_text(encoding="utf-8")
     assert len(store.all()) >= 150 + len(originals)

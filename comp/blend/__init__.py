@@ -23,18 +23,18 @@ import numpy as np
 from comp.blend.calibration import make_calibration
 from comp.blend.library import CHUNK_ROWS, RunProbabilities, prepare
 from comp.blend.methods import Blender, Caruana, Fixed, Optimized, Stack, WithOffsets
-from comp.data import Competition
+from comp.data.folds import Folds
 from comp.errors import CompError
-from comp.folds import Folds, load_folds
-from comp.leaderboard import leaderboard
 from comp.metrics import METRICS
-from comp.runner import check_run_matches, store_precomputed_run
-from comp.store import RunRecord, RunStore
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.leaderboard import leaderboard
+from comp.runs.parents import check_run_matches
+from comp.runs.runner import store_precomputed_run
+from comp.runs.store import RunRecord, RunStore
 
 METHODS = ("caruana", "optimize", "stack", "weights")
 TOP_K = 32
-DIVERSITY_SAMPLE_CELLS = 2_000_000  # rows × classes per run in the correlation sample
+DIVERSITY_SAMPLE_CELLS = 500_000  # rows × classes per run in the correlation sample
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,12 @@ class BlendRequest:
     name: str | None = None
 
 
-def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
+def blend(project: Project, request: BlendRequest) -> RunRecord:
     if request.method not in METHODS:
         raise CompError(f"--method must be one of {', '.join(METHODS)}, got {request.method!r}")
     make_calibration(request.calibrate)  # a bad --calibrate fails before any work
-    competition = Competition.load(workspace)
-    folds = load_folds(workspace, competition)
-    store = RunStore(workspace.runs)
-    parents = _choose_parents(workspace, store, request)
+    competition, folds, store = project.competition, project.folds, project.store
+    parents = _choose_parents(project, request)
     for parent in parents:
         check_run_matches(parent, competition, folds, finished=True)
     objective_name = request.metric or competition.config.cv.metric
@@ -76,6 +74,7 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
     tests = [_checked_array(store, r, "test", (len(competition.test_ids), competition.n_classes))
              for r in parents]
     inputs = Inputs(oofs, tests, [prepare(oof, y, TOP_K) for oof in oofs])
+    read_s = time.perf_counter() - started
 
     def nested(members: list[int], calibrate: str = request.calibrate) -> NestedFit:
         chosen = [parents[m] for m in members]
@@ -118,10 +117,12 @@ def blend(workspace: Workspace, request: BlendRequest) -> RunRecord:
                 parent["drop_one"] = {"score_without": without, "loss": sign * (nested_score - without)}
             else:
                 parent["drop_one"] = None
+    fit_s = time.perf_counter() - started - read_s
+    details["timing"] = {"read_s": round(read_s, 3), "fit_s": round(fit_s, 3)}
     # drop_one measures the blend, it does not change it: not part of the recipe
     params = {k: v for k, v in vars(request).items() if k not in {"name", "runs", "drop_one"}}
     return store_precomputed_run(
-        workspace, competition, folds, name=request.name or f"blend-{request.method}",
+        project, name=request.name or f"blend-{request.method}",
         model="blend", params={**params, "runs": [r.id for r in parents]},
         oof=fit.oof, test=fit.test, parents=[r.id for r in parents],
         seed=request.seed, duration_s=time.perf_counter() - started, details=details,
@@ -220,7 +221,7 @@ def _weight(blender: Blender, m: int) -> float | None:
     return None if weights is None else float(weights[m])
 
 
-def _choose_parents(workspace: Workspace, store: RunStore, request: BlendRequest) -> list[RunRecord]:
+def _choose_parents(project: Project, request: BlendRequest) -> list[RunRecord]:
     if request.method == "weights":
         if not request.weights:
             raise CompError("--method weights needs --weights RUN_A=0.7,RUN_B=0.3")
@@ -228,12 +229,12 @@ def _choose_parents(workspace: Workspace, store: RunStore, request: BlendRequest
     else:
         refs = request.runs
     if refs:
-        parents = [store.resolve(ref) for ref in refs]
+        parents = [project.store.resolve(ref) for ref in refs]
     else:
-        parents = [e.record for e in leaderboard(workspace)
+        parents = [e.record for e in leaderboard(project)
                    if e.state == "done" and e.record.model != "blend"]
     if request.top:
-        ranked = [e.record.id for e in leaderboard(workspace)]
+        ranked = [e.record.id for e in leaderboard(project)]
         parents = sorted(parents, key=lambda r: ranked.index(r.id))[: request.top]
     ids = [r.id for r in parents]
     if len(set(ids)) != len(ids):

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp, softmax
 
 from comp.blend.library import CHUNK_ROWS
+from comp.blend.numeric import logsumexp, softmax
 from comp.errors import CompError
 
 CALIBRATIONS = ("none", "temperature", "rank")
@@ -115,5 +114,7 @@ def fit_temperature(dense: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float
     def loss(log_t: float) -> float:
         t = np.exp(log_t)
         return float((logsumexp(log_p / t, axis=1) - true / t).mean())
+
+    from scipy.optimize import minimize_scalar  # 0.4 s to import: only when calibrating
 
     return float(np.exp(minimize_scalar(loss, bounds=(-3, 3), method="bounded").x))

@@ -46,6 +46,7 @@ def top_k(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare(dense: np.ndarray, y: np.ndarray, k: int) -> RunProbabilities:
+    dense = np.asarray(dense)  # a plain view of a memory map: indexing it skips np.memmap's Python
     index, value = top_k(dense, k)
     true_proba = np.empty(len(y), dtype=np.float32)
     for start in range(0, len(y), CHUNK_ROWS):

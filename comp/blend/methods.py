@@ -1,6 +1,6 @@
 """Blending methods behind one interface: fit on some rows of the parents' OOF, predict any rows.
 
-The nested scheme in `comp.blend.nested` calls `fit` on each fold's training rows and
+The nested scheme in `comp.blend` calls `fit` on each fold's training rows and
 `predict` on its held-out rows, so every method's CV score is as honest as a model's.
 """
 
@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import logsumexp, softmax
 
 from comp.blend.calibration import EPS, SAMPLE_ROWS, fit_temperature, sample_rows, tempered
 from comp.blend.library import CHUNK_ROWS, RunProbabilities
+from comp.blend.numeric import logsumexp, softmax
 from comp.blend.offsets import fit_offsets
 from comp.blend.selection import ensemble_selection
 from comp.errors import CompError
@@ -24,7 +23,6 @@ from comp.metrics import Metric
 
 
 class Blender(ABC):
-    method: ClassVar[str]
     test_from_full_fit: ClassVar[bool] = True
     """True: test predictions come from the fit on all rows. False: from the mean of the
     fold fits (stacking, whose meta-models are trained like any model's folds)."""
@@ -74,7 +72,6 @@ class Caruana(WeightedAverage):
     bags: int = 1
     bag_fraction: float = 0.5
     seed: int = 0
-    method: ClassVar[str] = "caruana"
 
     def fit(self, library, y, rows) -> None:
         rng = np.random.default_rng(self.seed)
@@ -103,7 +100,6 @@ class Optimized(WeightedAverage):
     """Weights minimising OOF log loss (scipy), optionally after per-run temperatures."""
 
     temperature: bool = False
-    method: ClassVar[str] = "optimize"
 
     def fit(self, library, y, rows) -> None:
         n_runs = len(library)
@@ -126,9 +122,10 @@ class Optimized(WeightedAverage):
             grad_w = -(true / mixture[:, None]).mean(axis=0)
             return loss, w * (grad_w - grad_w @ w)  # chain rule through the softmax
 
+        from scipy.optimize import minimize  # 0.4 s to import: only for the methods that need it
+
         result = minimize(loss_and_grad, np.zeros(n_runs), jac=True, method="L-BFGS-B")
         self.weights = softmax(result.x)
-        self.log_loss = float(result.fun)
 
 
 @dataclass
@@ -136,7 +133,6 @@ class Fixed(WeightedAverage):
     """User-given weights, normalised to sum to one; scored like any blend."""
 
     given: np.ndarray = None  # type: ignore[assignment]
-    method: ClassVar[str] = "weights"
 
     def fit(self, library, y, rows) -> None:
         self.weights = self.given / self.given.sum()
@@ -156,7 +152,6 @@ class Stack(Blender):
     C: float = 1.0
     max_rows: int = 20_000
     seed: int = 0
-    method: ClassVar[str] = "stack"
     test_from_full_fit: ClassVar[bool] = False
     MAX_FEATURE_CELLS: ClassVar[int] = 400_000_000  # about 1.6 GB of float32 features
 
@@ -235,6 +230,8 @@ class _SharedLogit:
             return loss, np.concatenate([grad_coef, delta.sum(axis=0) + self.l2 * bias])
 
         start = np.concatenate([np.full(n_runs, 1.0 / n_runs), np.zeros(n_classes)])
+        from scipy.optimize import minimize
+
         result = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B")
         self.coef, self.bias = result.x[:n_runs], result.x[n_runs:]
         return self
@@ -261,7 +258,6 @@ class WithOffsets(Blender):
 
     inner: Blender
     metric: Metric
-    method: ClassVar[str] = "offsets"
 
     @property
     def test_from_full_fit(self) -> bool:  # type: ignore[override]

@@ -2,16 +2,15 @@
 
 Greedy forward selection with replacement: each iteration adds the library run that most
 improves the metric of the running average. The straightforward version builds an
-N × C mixture per candidate; here a candidate costs O(N × K):
+N × C mixture per candidate; here a candidate costs O(N) for most rows:
 - log loss needs only each row's true-class probability, a running sum of N numbers;
-- an argmax metric needs each row's winning class of `total + P_m`. Only classes in the
-  candidate's top K can beat the ensemble's current winner by more than the candidate's
-  K-th probability, so the winner is found among those K columns, and rows where that
-  bound cannot certify it (rare) are recomputed densely. The result is exactly the dense
-  argmax: same float32 sums, same comparisons.
-Memory traffic, not arithmetic, is the cost: all candidates are scored against one
-cache-sized block of the running total at a time, gathering with precomputed flat
-indices (`benchmarks/blend.py` measures it against the straightforward algorithm).
+- an argmax metric needs each row's winning class of `total + P_m`. The ensemble's winner
+  w keeps the row unless the runner-up's sum plus P_m's largest probability can reach
+  total[w] + P_m[w]: one comparison settles most rows. The rest are settled among the
+  candidate's top K classes (only they can beat w by more than its K-th probability), and
+  densely where that bound cannot certify it (rare). Floating-point addition is monotone,
+  so the result is exactly the dense argmax: same float32 sums, same comparisons
+  (`benchmarks/blend.py` checks the picks against the straightforward algorithm).
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ import numpy as np
 
 from comp.blend.library import CHUNK_ROWS, RunProbabilities
 from comp.metrics import Metric, log_loss_true
-
-BLOCK_ROWS = 1024  # a block of the running total (3.5 MB at 874 classes) stays in cache
 
 
 @dataclass
@@ -47,10 +44,6 @@ class _RowView:
         self.top_index = run.top_index[rows]
         self.top_value = run.top_value[rows]
         self.kth_value = run.kth_value[rows]
-        # where each top-K entry sits in a flattened block of the running total
-        n_classes = run.dense.shape[1]
-        local_row = (np.arange(len(rows)) % BLOCK_ROWS) * n_classes
-        self.flat_index = (local_row[:, None] + self.top_index).astype(np.intp)
 
 
 def ensemble_selection(
@@ -103,7 +96,12 @@ class _Ensemble:
         self.size = 0
         self.true_total = np.zeros(len(y), dtype=np.float32)
         self.total: np.ndarray | None = None  # [n, C], only for argmax metrics
-        self.total_max: np.ndarray | None = None
+        # per row: the winning class of `total`, its sum and the runner-up's sum, and each
+        # run's probability of that class (re-read only where the winner changes)
+        self.winner = np.full(len(y), -1, dtype=np.int64)
+        self.first = np.empty(len(y), dtype=np.float32)
+        self.second = np.empty(len(y), dtype=np.float32)
+        self.at_winner = np.empty((len(views), len(y)), dtype=np.float32)
 
     def add(self, m: int) -> None:
         view = self.views[m]
@@ -111,10 +109,20 @@ class _Ensemble:
         if self.metric.is_argmax:
             if self.total is None:
                 self.total = np.zeros((len(self.y), self.n_classes), dtype=np.float32)
+            previous = self.winner.copy()
             for start in range(0, len(view.rows), CHUNK_ROWS):
                 block = slice(start, start + CHUNK_ROWS)
-                self.total[block] += view.dense[view.rows[block]]
-            self.total_max = self.total.max(axis=1)
+                total = self.total[block]
+                total += view.dense[view.rows[block]]
+                winner, rows = total.argmax(axis=1), np.arange(len(total))
+                first = total[rows, winner]
+                total[rows, winner] = -np.inf  # for a moment: the runner-up is the max of the rest
+                self.second[block] = total.max(axis=1)
+                total[rows, winner] = first
+                self.winner[block], self.first[block] = winner, first
+            changed = np.flatnonzero(self.winner != previous)
+            for j, other in enumerate(self.views):
+                self.at_winner[j, changed] = other.dense[other.rows[changed], self.winner[changed]]
         self.size += 1
 
     def scores(self) -> np.ndarray:
@@ -138,26 +146,34 @@ class _Ensemble:
         return log_loss_true((self.true_total + self.views[m].true_proba) / (self.size + 1))
 
     def _argmax_with_each(self) -> np.ndarray:
-        """[runs, rows]: each row's winning class of `total + P_m`, for every run m."""
+        """[runs, rows]: each row's winning class of `total + P_m`, for every run m.
+
+        Most rows are settled without looking at their classes: the ensemble's winner w
+        gains P_m[w], any other class at most the runner-up's sum plus P_m's largest
+        probability, so if that cannot catch up, w still wins. The open rows are settled
+        among P_m's top K classes, and densely where that bound cannot certify it."""
         winners = np.empty((len(self.views), len(self.y)), dtype=np.int64)
         if self.total is None:
             for m, view in enumerate(self.views):
                 winners[m] = view.top_index[:, 0]
             return winners
-        for start in range(0, len(self.y), BLOCK_ROWS):
-            block = slice(start, start + BLOCK_ROWS)
-            total = self.total[block]
-            flat_total = total.reshape(-1)
-            bound = self.total_max[block]
-            rows = np.arange(len(total))
-            for m, view in enumerate(self.views):
-                values = np.take(flat_total, view.flat_index[block]) + view.top_value[block]
-                column = values.argmax(axis=1)
-                winner = view.top_index[block][rows, column].astype(np.int64)
-                # a class outside the candidate's top K reaches at most total_max + kth_value
-                unsure = np.flatnonzero(values[rows, column] <= bound + view.kth_value[block])
-                if len(unsure):
-                    dense = total[unsure] + view.dense[view.rows[start + unsure]]
-                    winner[unsure] = dense.argmax(axis=1)
-                winners[m, block] = winner
+        flat_total = self.total.reshape(-1)
+        for m, view in enumerate(self.views):
+            open_rows = np.flatnonzero(self.first + self.at_winner[m] <= self.second + view.top_value[:, 0])
+            winners[m] = self.winner
+            if not len(open_rows):
+                continue
+            index = view.top_index[open_rows]
+            values = np.take(flat_total, open_rows[:, None] * self.n_classes + index)
+            values += view.top_value[open_rows]
+            column = values.argmax(axis=1)
+            local = np.arange(len(open_rows))
+            winner = index[local, column].astype(np.int64)
+            # a class outside the candidate's top K reaches at most first + kth_value
+            reach = self.first[open_rows] + view.kth_value[open_rows]
+            unsure = np.flatnonzero(values[local, column] <= reach)
+            if len(unsure):
+                rows = open_rows[unsure]
+                winner[unsure] = (self.total[rows] + view.dense[view.rows[rows]]).argmax(axis=1)
+            winners[m, open_rows] = winner
         return winners

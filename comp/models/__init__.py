@@ -13,18 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from comp.errors import CompError
-from comp.models.base import Model
+from comp.models._base import Model
 from comp.typed import build
-
-_NOT_FAMILIES = {"base"}
 
 
 def available_models() -> list[str]:
-    return sorted(
-        m.name
-        for m in pkgutil.iter_modules(__path__)
-        if not m.name.startswith("_") and m.name not in _NOT_FAMILIES
-    )
+    """Every family: the public modules of this package (shared machinery is private)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def model_class(family: str) -> type[Model]:

@@ -1,7 +1,7 @@
 """Gradient boosting on the outputs of earlier runs plus the tabular columns (step 3 of the
 reference solution): LightGBM, CatBoost or py-boost.
 
-Features come from comp.features (parents' out-of-fold embeddings or probabilities,
+Features come from comp.models._features (parents' out-of-fold embeddings or probabilities,
 reduced in each fold, and the tabular columns). Every engine trains a multiclass model on
 the fold's training rows, early-stopped on its held-out rows (the only use of them). The
 categorical columns (shop id) are native categoricals where the engine has them:
@@ -24,10 +24,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from comp.data import Table
+from comp.data.competition import Table
 from comp.errors import CompError
-from comp.features import FeatureMatrix, FeatureParams, FoldFeatures, SecondLevelModel
-from comp.models.base import FoldContext, expand_columns
+from comp.models._base import FoldContext, expand_columns
+from comp.models._features import FeatureMatrix, FeatureParams, FoldFeatures, SecondLevelModel
+from comp.typed import param
 
 Engine = Literal["lightgbm", "catboost", "pyboost"]
 
@@ -35,24 +36,29 @@ Engine = Literal["lightgbm", "catboost", "pyboost"]
 @dataclass
 class BoostParams(FeatureParams):
     engine: Engine = "lightgbm"
-    rounds: int = 500
+    rounds: int = param(500, ge=1)
     """Most boosting rounds; early stopping on the held-out rows usually ends sooner."""
-    learning_rate: float = 0.1
-    early_stopping: int = 20
+    learning_rate: float = param(0.1, gt=0)
+    early_stopping: int = param(20, ge=1)
     """Rounds without a better held-out log loss before stopping."""
-    leaves: int = 15
+    leaves: int = param(15, ge=2)
     """LightGBM's num_leaves."""
-    depth: int = 4
+    depth: int = param(4, ge=1, le=16)
     """CatBoost's and py-boost's tree depth."""
-    min_leaf: int = 20
-    subsample: float = 0.8
-    colsample: float = 0.8
-    l2: float = 1.0
-    max_bin: int = 63
-    sketch_outputs: int = 5
+    min_leaf: int = param(20, ge=1)
+    subsample: float = param(0.8, gt=0, le=1)
+    colsample: float = param(0.8, gt=0, le=1)
+    l2: float = param(1.0, ge=0)
+    max_bin: int = param(63, ge=2)
+    sketch_outputs: int = param(5, ge=1)
     """py-boost: gradient columns its split search looks at (SketchBoost)."""
-    threads: int = 0
+    threads: int = param(0, ge=0)
     """CPU threads for LightGBM and CatBoost; 0: all cores."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.engine == "pyboost":
+            require_cuda()
 
 
 def require_cuda() -> None:
@@ -72,10 +78,6 @@ class Boost(SecondLevelModel):
     family = "boost"
     Params = BoostParams
 
-    def __init__(self, params: BoostParams):
-        super().__init__(params)
-        if params.engine == "pyboost":
-            require_cuda()
 
     def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
         p = self.params

@@ -8,8 +8,10 @@ from typing import Literal
 
 import numpy as np
 
-from comp.data import Table
-from comp.models.base import FoldContext, Model
+from comp.data.competition import Table
+from comp.errors import CompError
+from comp.models._base import FoldContext, Model
+from comp.typed import Params, param
 
 _NON_WORD = re.compile(r"[^\w]+")
 
@@ -21,18 +23,24 @@ def fasttext_tokens(text: str) -> str:
 
 
 @dataclass
-class FastTextParams:
-    epoch: int = 25
-    lr: float = 0.5
-    wordNgrams: int = 2
-    dim: int = 100
-    minCount: int = 1
-    minn: int = 0
-    maxn: int = 0
+class FastTextParams(Params):
+    epoch: int = param(25, ge=1)
+    lr: float = param(0.5, gt=0)
+    wordNgrams: int = param(2, ge=1, le=5)
+    dim: int = param(100, ge=1, le=2048)
+    minCount: int = param(1, ge=1)
+    minn: int = param(0, ge=0)
+    maxn: int = param(0, ge=0)
+    """Character n-grams of minn..maxn letters; maxn=0 turns them off."""
     loss: Literal["softmax", "hs", "ova"] = "softmax"
-    bucket: int = 200_000
-    thread: int = 1
+    bucket: int = param(200_000, ge=1)
+    thread: int = param(1, ge=1)
     """fastText's Hogwild training is only reproducible with one thread."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.maxn and self.minn > self.maxn:
+            raise CompError(f"minn ({self.minn}) must not exceed maxn ({self.maxn})")
 
 
 class FastText(Model):

@@ -25,7 +25,6 @@ image family: `lr`, or `lr`/10 when pretrained), `lr` for everything else.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,31 +33,30 @@ from rich.markup import escape
 from torch import nn
 
 from comp import atomic
-from comp.data import Competition, Table
+from comp.data.competition import Table
 from comp.errors import CompError
-from comp.folds import Folds
-from comp.losses import cosine_distances, gap_loss, semantic_loss
-from comp.models.base import FoldContext
-from comp.models.bert import (
+from comp.models._base import FoldContext, RunSetup
+from comp.models._losses import cosine_distances, gap_loss, semantic_loss
+from comp.models._text import (
     PRETRAINED_BODY_LR,
-    BertParams,
     PadCollate,
     TextEncoderParams,
     build_encoder,
+    encode_texts,
     load_tokenizer,
     mean_pool,
 )
-from comp.models.image import (
+from comp.models._training import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
+from comp.models._vision import (
     OK,
+    BackboneParams,
     ImageDataset,
-    ImageParams,
     build_frozen_backbone,
     check_images,
     count_bad_images,
     transforms,
 )
-from comp.neural import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
-from comp.workspace import Workspace
+from comp.typed import param
 
 CLASS_DISTANCE_FILE = "class_distance.npy"
 
@@ -71,45 +69,40 @@ class HuseParams(TextEncoderParams, TrainParams):
     """Any timm model name; small by default so that a CPU trains it (efficientnet_b0 on a GPU)."""
     image_pretrained: bool = False
     """Load timm's pretrained weights for the image backbone (a warning and random init on failure)."""
-    image_size: int = 64
-    freeze_blocks: int = 0
-    crop_scale: float = 0.8
+    image_size: int = param(64, ge=8)
+    freeze_blocks: int = param(0, ge=0)
+    crop_scale: float = param(0.8, gt=0, le=1)
     channels_last: bool = True
-    emb_dim: int = 512
+    emb_dim: int = param(512, ge=1)
     """Size of each tower's embedding (and of the classifier's hidden layer)."""
-    shop_dim: int = 10
+    shop_dim: int = param(10, ge=0)
     """Size of the shop embedding; 0: none."""
-    dropout: float = 0.2
-    w_class: float = 1.0
-    w_sem: float = 0.3
-    w_gap: float = 0.05
+    dropout: float = param(0.2, ge=0, lt=1)
+    w_class: float = param(1.0, ge=0)
+    w_sem: float = param(0.3, ge=0)
+    w_gap: float = param(0.05, ge=0)
     """Small by default: towers trained from scratch pulled hard together cost held-out F1 on
     the demo (fold 0, 3 epochs: w_gap=0.3 0.689, w_gap=0 0.733); raise it for pretrained towers."""
-    margin: float = 0.7
-    """L_sem only looks at pairs whose class distance and embedding distance are below it."""
+    margin: float = param(0.7, gt=0, le=2)
+    """A cosine distance: L_sem only looks at pairs whose class distance and embedding
+    distance are below it."""
     sem_encoder: str = "tfidf"
     """What embeds the class names for A: tfidf, backbone (the text tower) or a hub model name."""
-    bert_lr: float | None = None
+    bert_lr: float | None = param(None, gt=0)
     """Learning rate of the text encoder; default: 3e-5 for a hub model, else `lr`."""
     epochs: int = 6
     lr: float = 2e-3
 
-    def text_params(self) -> BertParams:
-        encoder = {f.name: getattr(self, f.name) for f in dataclasses.fields(TextEncoderParams)}
-        return BertParams(backbone=self.text_backbone, **encoder)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.w_class + self.w_sem + self.w_gap == 0:
+            raise CompError("w_class, w_sem and w_gap are all 0: the loss would train nothing")
+        self.image_params()  # an unknown image_backbone fails here
 
-    def image_params(self) -> ImageParams:
-        return ImageParams(backbone=self.image_backbone, pretrained=self.image_pretrained,
-                           image_size=self.image_size, freeze_blocks=self.freeze_blocks,
-                           crop_scale=self.crop_scale)
-
-    def check(self) -> None:
-        if min(self.w_class, self.w_sem, self.w_gap) < 0:
-            raise CompError("the loss weights w_class, w_sem and w_gap must be 0 or more")
-        if not 0 < self.margin <= 2:
-            raise CompError(f"margin is a cosine distance: it must be in (0, 2], got {self.margin}")
-        if min(self.emb_dim, self.max_len) < 1 or self.shop_dim < 0:
-            raise CompError("emb_dim and max_len must be positive and shop_dim 0 or more")
+    def image_params(self) -> BackboneParams:
+        return BackboneParams(backbone=self.image_backbone, pretrained=self.image_pretrained,
+                              image_size=self.image_size, freeze_blocks=self.freeze_blocks,
+                              crop_scale=self.crop_scale, channels_last=self.channels_last)
 
 
 class HuseNet(FoldModule):
@@ -201,17 +194,16 @@ class Huse(NeuralModel):
     family = "huse"
     Params = HuseParams
 
-    def prepare(self, workspace: Workspace, competition: Competition, folds: Folds) -> None:
-        self.params.check()
-        check_images(competition.train, self.params.image_params(), "the huse family")
+    def prepare(self, setup: RunSetup) -> None:
+        check_images(setup.train, "the huse family")
 
     def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
         p = self.params
         image_params = p.image_params()
-        check_images(train, image_params, "the huse family")
+        check_images(train, "the huse family")
         self._ctx = ctx
-        self._tokenizer = load_tokenizer(p.text_params(), ctx)
-        text_encoder, text_pretrained = build_encoder(p.text_params(), self._tokenizer)
+        self._tokenizer = load_tokenizer(p.text_backbone, p.vocab_size, ctx)
+        text_encoder, text_pretrained = build_encoder(p.text_backbone, p, self._tokenizer)
         image_backbone, image_pretrained = build_frozen_backbone(image_params, ctx)
         self._train_transform, self._eval_transform, self._mean = transforms(image_backbone, image_params)
         self._shops = self._shop_vocabulary(train, ctx)
@@ -231,7 +223,7 @@ class Huse(NeuralModel):
         self._module = self._trainer.fit(module, data, valid.y)
 
     def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
-        check_images(rows, self.params.image_params(), "the huse family")
+        check_images(rows, "the huse family")
         if rows.y is None and self._ctx.fold == 0:  # the test set, seen by every fold
             count_bad_images(rows.image_paths, self.params.image_size, self._ctx, prefix="test_")
             self._count_unknown_shops(rows, prefix="test_")
@@ -240,7 +232,7 @@ class Huse(NeuralModel):
                                      HuseCollate(self._tokenizer.pad_token_id), [len(i) for i in ids])
 
     def _encode(self, rows: Table) -> list[list[int]]:
-        return self._tokenizer(list(rows.text), truncation=True, max_length=self.params.max_len)["input_ids"]
+        return encode_texts(self._tokenizer, rows.text, self.params.max_len)
 
     def _dataset(self, rows: Table, input_ids: list[list[int]], training: bool = False) -> HuseDataset:
         transform = self._train_transform if training else self._eval_transform
@@ -255,17 +247,17 @@ class Huse(NeuralModel):
         """Shop → index from 1, over the fold's training rows ("" is no shop: index 0)."""
         if not self.params.shop_dim:
             return {}
-        if train.categorical.shape[1] == 0:
+        if not train.categorical_names:
             ctx.reporter.log(f"fold {ctx.fold}: comp.toml lists no categorical column, so huse "
                              "trains without a shop embedding")
             return {}
-        shops = sorted(set(train.categorical.iloc[:, 0]) - {""})
+        shops = sorted(set(train.categorical[:, 0]) - {""})
         return {shop: i for i, shop in enumerate(shops, 1)}
 
     def _shop_index(self, rows: Table) -> np.ndarray:
         if not self._shops:
             return np.zeros(len(rows), dtype=np.int64)
-        return np.array([self._shops.get(shop, 0) for shop in rows.categorical.iloc[:, 0]], dtype=np.int64)
+        return np.array([self._shops.get(shop, 0) for shop in rows.categorical[:, 0]], dtype=np.int64)
 
     def _count_unknown_shops(self, rows: Table, prefix: str) -> None:
         if self._shops:
@@ -285,7 +277,7 @@ class Huse(NeuralModel):
                              "(data.target_name), so huse trains without the semantic loss")
             ctx.stats["semantic_loss"] = "off: no class names"
             return None
-        path = ctx.workdir.parents[1] / CLASS_DISTANCE_FILE  # runs/<id>/folds/<k> → runs/<id>
+        path = ctx.run_workdir / CLASS_DISTANCE_FILE
         if path.exists():
             return np.load(path)
         names = [str(name) for name in ctx.class_names]
@@ -325,6 +317,5 @@ def _encoder_distances(encoder: nn.Module, tokenizer, names: list[str], max_len:
 
 def _hub_encoder(name: str, ctx: FoldContext):
     """The named encoder and its tokenizer (`sem_encoder=<hub name or local folder>`)."""
-    params = BertParams(backbone=name)
-    tokenizer = load_tokenizer(params, ctx)
-    return build_encoder(params, tokenizer)[0], tokenizer
+    tokenizer = load_tokenizer(name, TextEncoderParams.vocab_size, ctx)
+    return build_encoder(name, TextEncoderParams(), tokenizer)[0], tokenizer

@@ -7,13 +7,8 @@ that nothing downloads; a pretrained load that fails falls back to random weight
 warning and `pretrained_fallback` in run.json's stats. `freeze_blocks` freezes the stem
 and the first blocks (weights and batch-norm statistics). Training uses timm's train
 transform (random resized crop, flip, optional colour jitter), prediction its eval transform;
-`tta` averages the prediction of each image and its mirror image.
-
-Images are opened with PIL and converted to RGB (greyscale, CMYK, palette; transparency
-is laid on white). A missing file, or one PIL cannot decode, becomes a blank image of the
-normalisation mean (zeros after normalising) and is counted: `missing_images` and
-`corrupt_images` over each fold's held-out rows (summed over the folds: every train row
-once), `test_missing_images` and `test_corrupt_images` on fold 0.
+`tta` averages the prediction of each image and its mirror image. Missing and corrupt
+images are blank images, counted in run.json (comp.models._vision).
 
 Global average pooling → dropout → an optional projection (`emb_dim`, the embedding
 downstream models consume) → a linear head.
@@ -21,130 +16,40 @@ downstream models consume) → a linear head.
 
 from __future__ import annotations
 
-import difflib
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
-from rich.markup import escape
 from torch import nn
 
-from comp.data import Table
+from comp.data.competition import Table
 from comp.errors import CompError
-from comp.models.base import FoldContext
-from comp.neural import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
-
-OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
+from comp.models._base import FoldContext, RunSetup
+from comp.models._training import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
+from comp.models._vision import (
+    BackboneParams,
+    ImageDataset,
+    build_frozen_backbone,
+    check_images,
+    collate,
+    count_bad_images,
+    transforms,
+)
+from comp.typed import param
 
 
 @dataclass
-class ImageParams(TrainParams):
-    backbone: str = "efficientnet_b0"
-    """Any timm model name (`timm.list_models()`)."""
-    pretrained: bool = False
-    """Load timm's pretrained weights (local HF cache, else the hub); on failure: a warning
-    and random initialisation."""
-    checkpoint: str | None = None
-    """A local weights file (.pth, .bin, .safetensors) loaded into the backbone, non-strict;
-    relative paths are relative to the workspace."""
-    image_size: int = 64
-    freeze_blocks: int = 0
-    """Freeze the stem and the first N of the backbone's `.blocks` (0: train everything)."""
-    dropout: float = 0.2
-    emb_dim: int = 0
+class ImageParams(BackboneParams, TrainParams):
+    dropout: float = param(0.2, ge=0, lt=1)
+    emb_dim: int = param(0, ge=0)
     """Size of the stored embedding: 0 keeps the backbone's pooled feature size."""
     tta: bool = False
     """Average the predictions of each image and its horizontal mirror."""
-    channels_last: bool = True
-    crop_scale: float = 0.8
-    """Smallest area fraction kept by the training transform's random resized crop (timm's
-    default 0.08 is for long ImageNet schedules; on the demo 0.8 scored best in 5 epochs)."""
-    color_jitter: float = 0.0
-    """Brightness, contrast and saturation jitter (timm's default is 0.4); off by default:
-    colour often is the signal (a department's palette), 0.2 cost held-out F1 on the demo."""
     epochs: int = 5
     batch_size: int = 64
     lr: float = 2e-3
 
 
-# ---------------------------------------------------------------------------------------------
-# Images
-# ---------------------------------------------------------------------------------------------
-
-
-def open_rgb(path: Any, size: int | None = None) -> tuple[Image.Image | None, str]:
-    """The image at `path` as RGB and "ok", or None and "missing" / "corrupt". With `size`,
-    a big JPEG is decoded at a reduced scale that keeps at least twice `size` (much faster)."""
-    if not isinstance(path, str | os.PathLike) or not str(path) or not os.path.isfile(path):
-        return None, MISSING
-    try:
-        with Image.open(path) as image:
-            if size:
-                image.draft(None, (2 * size, 2 * size))
-            image.load()
-            return _to_rgb(image), OK
-    except Exception:  # noqa: BLE001 - anything PIL cannot decode is a corrupt image
-        return None, CORRUPT
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image)  # phone photos stored sideways
-    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def image_status(paths: np.ndarray, size: int | None = None) -> dict[str, int]:
-    """How many of `paths` are missing and how many cannot be decoded, as the dataset
-    decodes them (threads: PIL decodes without the GIL)."""
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        statuses = list(pool.map(lambda p: open_rgb(p, size)[1], paths, chunksize=64))
-    return {MISSING: statuses.count(MISSING), CORRUPT: statuses.count(CORRUPT)}
-
-
-class ImageDataset(torch.utils.data.Dataset):
-    """(pixel tensor, label) per row; a missing or corrupt image is a blank one."""
-
-    def __init__(self, paths: np.ndarray, labels: np.ndarray | None, transform, size: int,
-                 mean: tuple[float, ...], flip: bool = False):
-        self.paths, self.labels, self.transform, self.flip = paths, labels, transform, flip
-        self.blank = tuple(round(255 * m) for m in mean)
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, i: int) -> Image.Image:
-        return self.read(i)[0]
-
-    def read(self, i: int) -> tuple[Image.Image, str]:
-        """The row's image (blank when missing or corrupt) and its status."""
-        image, status = open_rgb(self.paths[i], self.size)
-        if image is None:
-            image = Image.new("RGB", (self.size, self.size), self.blank)
-        if self.flip:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return image, status
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.load(i)), -1 if self.labels is None else int(self.labels[i])
-
-
-def collate(rows: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
-    return {"pixel_values": torch.stack([x for x, _ in rows]),
-            "labels": torch.tensor([label for _, label in rows])}
-
-
-# ---------------------------------------------------------------------------------------------
-# Module
-# ---------------------------------------------------------------------------------------------
 
 
 class ImageClassifier(FoldModule):
@@ -175,150 +80,16 @@ class ImageClassifier(FoldModule):
         return self.head(embedding), embedding
 
 
-def freeze_blocks(backbone: nn.Module, n: int) -> list[str]:
-    """Freeze the stem (the backbone's own parameters and its children before `blocks`)
-    and `blocks[:n]` (`stages` where a model has no `blocks`: ConvNeXt, RegNet): weights
-    and batch-norm statistics. Returns the frozen module names."""
-    if n <= 0:
-        if n < 0:
-            raise CompError(f"freeze_blocks must be 0 or more, got {n}")
-        return []
-    from timm.utils.model import freeze
-
-    kind = next((k for k in ("blocks", "stages") if isinstance(
-        getattr(backbone, k, None), nn.Sequential | nn.ModuleList)), None)
-    if kind is None:
-        raise CompError(f"freeze_blocks needs a backbone with `.blocks` or `.stages` (EfficientNet, "
-                        f"MobileNet, ViT, ConvNeXt, ...); {type(backbone).__name__} has neither")
-    blocks = getattr(backbone, kind)
-    if n > len(blocks):
-        raise CompError(f"freeze_blocks={n}, but the backbone has {len(blocks)} {kind}")
-    stem = []
-    for name, _ in backbone.named_children():
-        if name == kind:
-            break
-        stem.append(name)
-    names = stem + [f"{kind}.{i}" for i in range(n)]
-    freeze(backbone, names)
-    for param in backbone.parameters(recurse=False):  # e.g. a ViT's cls_token and pos_embed
-        param.requires_grad = False
-    return names
-
-
-_PRETRAINED: dict[tuple[str, int | None], dict[str, torch.Tensor] | Exception] = {}
-"""Per process: the pretrained backbone weights by name, or why they could not be had, so
-later folds neither reload nor retry the hub (offline, each try costs a minute)."""
-
-
-def build_backbone(p: ImageParams, ctx: FoldContext) -> tuple[nn.Module, bool]:
-    """The timm backbone without a classifier, and whether its weights are pretrained."""
-    import timm
-
-    if not timm.is_model(p.backbone):
-        close = difflib.get_close_matches(p.backbone, timm.list_models(), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise CompError(f"unknown timm backbone {p.backbone!r}{hint}")
-    create: dict[str, Any] = dict(num_classes=0, drop_rate=0.0)
-    backbone, pretrained = timm.create_model(p.backbone, pretrained=False, **create), False
-    if backbone.pretrained_cfg.get("fixed_input_size"):  # a ViT: position embeddings per size
-        create["img_size"] = p.image_size
-        backbone = timm.create_model(p.backbone, pretrained=False, **create)
-    if p.pretrained:
-        key = (p.backbone, create.get("img_size"))
-        cfg = backbone.pretrained_cfg
-        if not any(cfg.get(k) for k in ("hf_hub_id", "url", "file", "state_dict")):
-            _PRETRAINED[key] = CompError("timm knows no pretrained weights for it")
-        if key not in _PRETRAINED:
-            try:
-                _PRETRAINED[key] = timm.create_model(p.backbone, pretrained=True, **create).state_dict()
-            except Exception as error:  # noqa: BLE001 - offline, no such weights, a bad file
-                _PRETRAINED[key] = error
-        weights = _PRETRAINED[key]
-        if isinstance(weights, Exception):
-            reason = f"{type(weights).__name__}: {' '.join(str(weights).split())[:160]}"
-            ctx.reporter.log(escape(f"WARNING: fold {ctx.fold} trains {p.backbone!r} from RANDOM "
-                                    f"initialisation: its pretrained weights did not load ({reason})"))
-            ctx.stats["pretrained_fallback"] = 1
-        else:
-            backbone.load_state_dict(weights)
-            pretrained = True
-    if p.checkpoint:
-        load_checkpoint(backbone, p.checkpoint, ctx)
-        pretrained = True
-    return backbone, pretrained
-
-
-def build_frozen_backbone(p: ImageParams, ctx: FoldContext) -> tuple[nn.Module, bool]:
-    """`build_backbone` with its first `p.freeze_blocks` blocks frozen."""
-    backbone, pretrained = build_backbone(p, ctx)
-    frozen = freeze_blocks(backbone, p.freeze_blocks)
-    if frozen and not pretrained:
-        ctx.reporter.log(f"fold {ctx.fold}: freeze_blocks={p.freeze_blocks} freezes "
-                         "randomly initialised weights (no pretrained or checkpoint)")
-    return backbone, pretrained
-
-
-def load_checkpoint(backbone: nn.Module, checkpoint: str, ctx: FoldContext) -> None:
-    """Non-strict: keys of another shape (a classifier) are dropped; missing keys reported."""
-    from timm.models import load_state_dict
-
-    path = ctx.workspace.path(checkpoint)
-    if not path.is_file():
-        raise CompError(f"the checkpoint {path} does not exist")
-    try:
-        weights = load_state_dict(str(path))
-    except Exception as error:  # noqa: BLE001 - any reader failure is the user's file
-        raise CompError(f"cannot read the checkpoint {path}: {error}") from None
-    own = backbone.state_dict()
-    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-    if not fitting:
-        raise CompError(f"no weight of the checkpoint {path} fits the backbone "
-                        f"{type(backbone).__name__} (another architecture?)")
-    result = backbone.load_state_dict(fitting, strict=False)
-    skipped = len(weights) - len(fitting)
-    missing = result.missing_keys
-    shown = f" (e.g. {', '.join(missing[:3])})" if missing else ""
-    ctx.reporter.log(escape(f"fold {ctx.fold}: checkpoint {path.name}: {len(fitting)} tensors loaded, "
-                            f"{skipped} skipped (unknown or other shape), {len(missing)} missing{shown}"))
-    ctx.stats["checkpoint_missing_keys"] = len(missing)
-
-
-def check_images(rows: Table, p: ImageParams, who: str) -> None:
-    """The rows have images and the image settings make sense, else one clear error."""
-    if rows.image_paths is None:
-        raise CompError(f"{who} needs images: comp.toml has no data.image")
-    if p.image_size < 8:
-        raise CompError(f"image_size must be at least 8 pixels, got {p.image_size}")
-    if not 0 < p.crop_scale <= 1:
-        raise CompError(f"crop_scale must be in (0, 1], got {p.crop_scale}")
-
-
-def transforms(backbone: nn.Module, p: ImageParams):
-    """timm's train and eval transforms at `image_size`, with the backbone's mean and std."""
-    from timm.data import create_transform, resolve_data_config
-
-    config = resolve_data_config({}, model=backbone)
-    size = (3, p.image_size, p.image_size)
-    common = dict(input_size=size, mean=config["mean"], std=config["std"],
-                  interpolation=config["interpolation"])
-    train = create_transform(**common, is_training=True, scale=(p.crop_scale, 1.0),
-                             hflip=0.5, color_jitter=p.color_jitter)
-    evaluate = create_transform(**common, is_training=False, crop_pct=1.0)
-    return train, evaluate, tuple(config["mean"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Family
-# ---------------------------------------------------------------------------------------------
-
-
 class ImageModel(NeuralModel):
     family = "image"
     Params = ImageParams
 
+    def prepare(self, setup: RunSetup) -> None:
+        check_images(setup.train, "the image family")
+
     def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
         p = self.params
-        check_images(train, p, "the image family")
+        check_images(train, "the image family")
         self._ctx = ctx
         backbone, pretrained = build_frozen_backbone(p, ctx)
         self._train_transform, self._eval_transform, self._mean = transforms(backbone, p)
@@ -334,9 +105,8 @@ class ImageModel(NeuralModel):
         self._module = self._trainer.fit(module, data, valid.y)
 
     def predict_with_embedding(self, rows: Table) -> tuple[np.ndarray, np.ndarray]:
+        check_images(rows, "the image family")
         paths = rows.image_paths
-        if paths is None:
-            raise CompError("the image family needs images: these rows have none")
         if rows.y is None and self._ctx.fold == 0:  # the test set, seen by every fold
             count_bad_images(paths, self.params.image_size, self._ctx, prefix="test_")
         proba, embedding = self._trainer.predict(self._module, self._dataset(paths, None), collate)
@@ -350,14 +120,3 @@ class ImageModel(NeuralModel):
                  flip: bool = False) -> ImageDataset:
         transform = self._train_transform if training else self._eval_transform
         return ImageDataset(paths, labels, transform, self.params.image_size, self._mean, flip)
-
-
-def count_bad_images(paths: np.ndarray, size: int, ctx: FoldContext, prefix: str) -> None:
-    """Missing and corrupt images into ctx.stats (`prefix` "test_" for the test set) and the log."""
-    counts = image_status(paths, size)
-    ctx.stats[f"{prefix}missing_images"] = counts[MISSING]
-    ctx.stats[f"{prefix}corrupt_images"] = counts[CORRUPT]
-    if counts[MISSING] or counts[CORRUPT]:
-        what = "test" if prefix else "held-out"
-        ctx.reporter.log(f"fold {ctx.fold}: {counts[MISSING]} missing and {counts[CORRUPT]} "
-                         f"corrupt of {len(paths)} {what} images: blank images used")

@@ -2,11 +2,11 @@
 (step 4 of the reference solution): the MLP, ResNet and FT-Transformer of Gorishniy et al.,
 "Revisiting Deep Learning Models for Tabular Data" (2021), from `rtdl_revisiting_models`.
 
-Features come from comp.features, as for `boost`; the numeric ones are standardised on the
+Features come from comp.models._features, as for `boost`; the numeric ones are standardised on the
 fold's training rows (missing values become the training mean). Each categorical column
 (shop id) is a learned embedding: concatenated to the numeric inputs of the MLP and the
 ResNet, a feature token of the FT-Transformer; a value unseen in training gets index 0.
-Training is the shared loop of comp.neural (early stopping on held-out weighted F1). The
+Training is the shared loop of comp.models._training (early stopping on held-out weighted F1). The
 stored embedding is the representation the last linear layer reads (after the paper's
 normalisation and activation for ResNet and FT-Transformer).
 """
@@ -21,23 +21,24 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from comp.data import Table
+from comp.data.competition import Table
 from comp.errors import CompError
-from comp.features import FeatureMatrix, FeatureParams, FoldFeatures, SecondLevelModel
-from comp.models.base import FoldContext
-from comp.neural import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
+from comp.models._base import FoldContext
+from comp.models._features import FeatureMatrix, FeatureParams, FoldFeatures, SecondLevelModel
+from comp.models._training import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
+from comp.typed import param
 
 
 @dataclass
 class TabnnParams(FeatureParams, TrainParams):
     arch: Literal["mlp", "resnet", "ftt"] = "mlp"
-    n_blocks: int = 2
-    d_block: int = 128
+    n_blocks: int = param(2, ge=1)
+    d_block: int = param(128, ge=1)
     """Block width (FT-Transformer: the token size, a multiple of `heads`)."""
-    dropout: float = 0.1
-    heads: int = 8
+    dropout: float = param(0.1, ge=0, lt=1)
+    heads: int = param(8, ge=1)
     """FT-Transformer attention heads."""
-    categorical_dim: int = 16
+    categorical_dim: int = param(16, ge=1)
     """MLP and ResNet: size of each categorical column's learned embedding."""
     epochs: int = 30
     batch_size: int = 128

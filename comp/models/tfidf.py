@@ -12,21 +12,29 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from comp.data import Table
-from comp.models.base import FoldContext, Model, expand_columns
+from comp.data.competition import Table
+from comp.errors import CompError
+from comp.models._base import FoldContext, Model, expand_columns
+from comp.typed import Params, param
 
 
 @dataclass
-class TfidfParams:
-    word_ngrams: int = 2
-    char_min: int = 2
-    char_max: int = 5
+class TfidfParams(Params):
+    word_ngrams: int = param(2, ge=1, le=5)
+    char_min: int = param(2, ge=1)
+    char_max: int = param(5, ge=0, le=10)
     """0 disables the character vectoriser."""
-    max_features: int = 200_000
-    min_df: int = 2
+    max_features: int = param(200_000, ge=1)
+    min_df: int = param(2, ge=1)
     classifier: Literal["logreg", "sgd"] = "logreg"
-    C: float = 10.0
-    max_iter: int = 300
+    C: float = param(10.0, gt=0)
+    """Inverse regularisation strength."""
+    max_iter: int = param(300, ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.char_max and self.char_min > self.char_max:
+            raise CompError(f"char_min ({self.char_min}) must not exceed char_max ({self.char_max})")
 
 
 class Tfidf(Model):

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from comp import atomic
-from comp.data import Competition
+from comp.clock import now
 from comp.errors import CompError
-from comp.leaderboard import Entry, leaderboard
+from comp.project import Project
 from comp.report import plots
 from comp.report.analysis import (
     ClassQuality,
@@ -27,10 +27,9 @@ from comp.report.analysis import (
     oof_correlation,
 )
 from comp.report.html import Section, fmt, heading, image, is_number, note, page, table
-from comp.runner import now
-from comp.store import RunRecord, RunStore
-from comp.submissions import list_submissions
-from comp.workspace import Workspace
+from comp.runs.leaderboard import Entry, leaderboard
+from comp.runs.store import RunRecord
+from comp.submissions.tracking import list_submissions
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,11 @@ class ReportLimits:
     blends: int = 10  # best blends shown in depth
 
 
-def build_report(workspace: Workspace, run: str | None = None, out: Path | None = None,
+def build_report(project: Project, run: str | None = None, out: Path | None = None,
                  limits: ReportLimits | None = None) -> Path:
     """Write the report (the whole workspace, or one run by id or name); return its path."""
-    report = _Report(workspace, limits or ReportLimits())
+    workspace = project.workspace
+    report = _Report(project, limits or ReportLimits())
     if run is None:
         title, sections, default = f"comp report: {report.name}", report.index(), "index.html"
     else:
@@ -60,13 +60,13 @@ def build_report(workspace: Workspace, run: str | None = None, out: Path | None 
 
 
 class _Report:
-    def __init__(self, workspace: Workspace, limits: ReportLimits):
-        self.workspace = workspace
+    def __init__(self, project: Project, limits: ReportLimits):
+        self.project = project
         self.limits = limits
-        self.name = workspace.config().name
-        self.store = RunStore(workspace.runs)
-        self.entries = leaderboard(workspace)
-        self.labels, self.labels_problem = _load_labels(workspace)
+        self.name = project.config.name
+        self.store = project.store
+        self.entries = leaderboard(project)
+        self.labels, self.labels_problem = _load_labels(project)
 
     # ---- the index page -------------------------------------------------------------
     def index(self) -> list[Section]:
@@ -146,7 +146,7 @@ class _Report:
         return "".join(parts) + _capped_note(len(blends), len(shown), "blends")
 
     def _submissions(self) -> str:
-        found = list_submissions(self.workspace)
+        found = list_submissions(self.project)
         if not found:
             return note("No submissions yet: `comp submit` writes one.")
         rows = [(s["created_at"], s["name"], s["run_id"], s["model"], s["cv_score"], s["public_score"],
@@ -250,10 +250,10 @@ class _Report:
                 + table(("true category", "predicted as", "rows", "share of the true class"), rows))
 
 
-def _load_labels(workspace: Workspace) -> tuple[Labels | None, str]:
+def _load_labels(project: Project) -> tuple[Labels | None, str]:
     """The labels, or why there are none: the report still shows what needs no labels."""
     try:
-        competition = Competition.load(workspace)
+        competition = project.competition
     except CompError as error:
         return None, f"Needs the train labels, which could not be read: {error}"
     return Labels(competition.y, competition.classes, competition.class_names), ""

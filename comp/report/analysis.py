@@ -11,7 +11,7 @@ import numpy as np
 from comp.blend import DIVERSITY_SAMPLE_CELLS, diversity
 from comp.blend.library import prepare
 from comp.metrics import ClassCounts, label_counts
-from comp.store import RunRecord, RunStore
+from comp.runs.store import RunRecord, RunStore
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from comp.data import data_hash
-from comp.errors import CompError
-from comp.folds import stored_folds_hash
 from comp.metrics import METRICS
-from comp.store import RunRecord, RunStore
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.store import RunRecord, RunStore
 
 
 @dataclass(frozen=True)
@@ -38,19 +35,10 @@ class Entry:
         }
 
 
-def current_hashes(workspace: Workspace) -> tuple[str | None, str | None]:
-    """The folds and data hashes runs are compared with (None where not made yet)."""
-    config = workspace.config()
-    try:
-        data = data_hash(workspace, config)
-    except CompError:
-        data = None
-    return stored_folds_hash(workspace), data
-
-
-def leaderboard(workspace: Workspace) -> list[Entry]:
-    store = RunStore(workspace.runs)
-    folds, data = current_hashes(workspace)
+def leaderboard(project: Project) -> list[Entry]:
+    """Every run, best first; the data is hashed, never parsed."""
+    store = project.store
+    folds, data = project.folds_hash, project.data_hash
     entries = [Entry(r, _state(store, r, folds, data)) for r in store.all()]
     return sorted(entries, key=_rank)
 

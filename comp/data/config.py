@@ -93,7 +93,7 @@ def _check(config: CompConfig, where: str) -> None:
 def write_config(path: Path, config: CompConfig) -> None:
     """Write comp.toml; values are formatted as TOML by hand to avoid another dependency."""
     lines = [
-        "# comp competition definition: see DESIGN.md (the workspace) for each key",
+        "# comp competition definition: every key is described in docs/configuration.md of comp's repository",
         f"name = {_toml(config.name)}",
     ]
     for section in ("data", "cv"):

@@ -1,88 +1,42 @@
 """The competition's data in comp's vocabulary: text, images, categorical and numeric columns.
 
-`Competition.load` reads the files that comp.toml names, validates them against it, and
-exposes train and test as `Table`s. The text of a product is built once, here, by one
-builder that every text model reuses: title first, then description (HTML stripped),
-attributes, characteristics, then the plain text columns (shop title).
+`Competition` reads the files that comp.toml names (with polars: only the columns the
+config names, lazily), validates them against it, and exposes train and test as `Table`s.
+The text of a product is built once, here, by comp.data.text.
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
 import json
-import math
-import re
 import string
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from comp import atomic
-from comp.config import CompConfig
+from comp.data.config import CompConfig
+from comp.data.text import build_texts
+from comp.data.workspace import Workspace
 from comp.errors import CompError
-from comp.workspace import Workspace
-
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-
-
-def strip_html(text: str) -> str:
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text))).strip()
-
-
-def flatten(value: Any) -> str:
-    """Text of one field: strings lose their HTML, lists and dicts become readable lines."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, bytes):  # a binary column: undecodable bytes must not end a run
-        value = value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        return strip_html(value)
-    if isinstance(value, dict):
-        parts = (f"{flatten(k)}: {flatten(v)}" for k, v in value.items())
-        return "; ".join(p for p in parts if not p.endswith(": "))
-    if isinstance(value, list | tuple | np.ndarray):
-        return ", ".join(p for p in map(flatten, value) if p)
-    return str(value)
-
-
-def build_text(json_value: Any, plain_values: list[Any], json_keys: list[str]) -> str:
-    """One product's text: the JSON fields (in `json_keys` order) then the plain columns.
-
-    A JSON value that does not parse is kept as plain text: bad input is data, not a crash.
-    A parquet struct column arrives already parsed, as a dict.
-    """
-    parts: list[str] = []
-    fields = json_value
-    if isinstance(json_value, str):
-        try:
-            fields = json.loads(json_value)
-        except json.JSONDecodeError:
-            pass
-    if isinstance(fields, dict):
-        keys = json_keys or list(fields)
-        parts += [flatten(fields.get(key)) for key in keys]
-    else:
-        parts.append(flatten(fields))
-    parts += [flatten(v) for v in plain_values]
-    return "\n".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
 class Table:
     """Rows of one split; `take` selects rows (a fold's train or held-out part)."""
 
+    index: np.ndarray  # each row's position in its split's file
     ids: np.ndarray
     text: np.ndarray  # object array of str
     image_paths: np.ndarray | None  # object array of str, None when the data has no images
-    categorical: pd.DataFrame  # str values, "" for missing
+    categorical: np.ndarray  # object array of str [n, n_categorical], "" for missing
+    categorical_names: list[str]
     numeric: np.ndarray  # float32 [n, n_numeric], NaN for missing
-    numeric_names: list[str] = field(default_factory=list)
+    numeric_names: list[str]
     y: np.ndarray | None = None  # class index per row (train only)
 
     def __len__(self) -> int:
@@ -91,27 +45,48 @@ class Table:
     def take(self, rows: np.ndarray) -> Table:
         return replace(
             self,
+            index=self.index[rows],
             ids=self.ids[rows],
             text=self.text[rows],
             image_paths=None if self.image_paths is None else self.image_paths[rows],
-            categorical=self.categorical.iloc[rows].reset_index(drop=True),
+            categorical=self.categorical[rows],
             numeric=self.numeric[rows],
             y=None if self.y is None else self.y[rows],
         )
 
 
-def read_frame(path: Path, what: str) -> pd.DataFrame:
+def read_frame(path: Path, what: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """A parquet or CSV file as a polars frame (only `columns` of it, where they exist).
+
+    CSV cells are read as text, then a column whose every value is a plain integer (no
+    leading zero, no sign) becomes integers: an id `000400` stays `000400`."""
     if not path.exists():
         raise CompError(f"the {what} file {path} does not exist")
+    suffix = path.suffix.lower()
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            return pd.read_parquet(path)
-        if path.suffix.lower() in {".csv", ".tsv", ".txt"}:
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            return pd.read_csv(path, sep=sep, encoding_errors="replace", low_memory=False)
+        if suffix in {".parquet", ".pq"}:
+            lazy = pl.scan_parquet(path)
+        elif suffix in {".csv", ".tsv", ".txt"}:
+            lazy = pl.scan_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False,
+                               encoding="utf8-lossy")
+        else:
+            raise CompError(f"the {what} file {path} is neither parquet nor CSV")
+        if columns is not None:
+            present = set(lazy.collect_schema().names())
+            lazy = lazy.select([c for c in dict.fromkeys(columns) if c in present])
+        frame = lazy.collect()
+    except CompError:
+        raise
     except Exception as error:  # noqa: BLE001 - any reader failure is the user's file
-        raise CompError(f"cannot read the {what} file {path}: {error}") from None
-    raise CompError(f"the {what} file {path} is neither parquet nor CSV")
+        raise CompError(f"cannot read the {what} file {path}: {' '.join(str(error).split())}") from None
+    if suffix in {".parquet", ".pq"}:
+        return frame
+    return frame.with_columns(pl.col(c).cast(pl.Int64) for c in frame.columns if _plain_integers(frame[c]))
+
+
+def _plain_integers(column: pl.Series) -> bool:
+    present = column.drop_nulls()
+    return len(present) > 0 and bool(present.str.contains(r"^(0|[1-9][0-9]{0,17})$").all())
 
 
 class Competition:
@@ -121,8 +96,9 @@ class Competition:
         self.workspace = workspace
         self.config = config
         data = config.data
-        self.train_frame = read_frame(workspace.path(data.train), "train")
-        self.test_frame = read_frame(workspace.path(data.test), "test")
+        needed = _needed_columns(config)
+        self.train_frame = read_frame(workspace.path(data.train), "train", needed)
+        self.test_frame = read_frame(workspace.path(data.test), "test", needed)
         _validate(self.train_frame, self.test_frame, config)
         self.warnings = data_warnings(self.train_frame, self.test_frame, config)
         self.classes, self.y = _encode_target(self.train_frame[data.target])
@@ -152,48 +128,63 @@ class Competition:
         return self._table(self.test_frame, "test", None)
 
     @cached_property
+    def corpus(self) -> np.ndarray:
+        """Every train and test text, unlabelled."""
+        return np.concatenate([self.train.text, self.test.text])
+
+    @cached_property
     def class_names(self) -> list[str] | None:
-        """A readable name per class (most frequent value of data.target_name), if any."""
+        """A readable name per class (its most frequent data.target_name), if any; ties go
+        to the first name in sorted order."""
         column = self.config.data.target_name
         if column is None:
             return None
-        names = self.train_frame[column].astype(str).groupby(self.y).agg(lambda s: s.mode()[0])
+        counts = (
+            pl.DataFrame({"y": self.y, "name": self.train_frame[column].cast(pl.String).fill_null("None")})
+            .group_by("y", "name").len()
+            .sort(["y", "len", "name"], descending=[False, True, False])
+            .unique("y", keep="first", maintain_order=True)
+        )
+        names = dict(zip(counts["y"].to_list(), counts["name"].to_list(), strict=True))
         return [names.get(i, str(c)) for i, c in enumerate(self.classes)]
 
     @cached_property
     def data_hash(self) -> str:
         return data_hash(self.workspace, self.config)
 
-    def _table(self, frame: pd.DataFrame, split: str, y: np.ndarray | None) -> Table:
+    def _table(self, frame: pl.DataFrame, split: str, y: np.ndarray | None) -> Table:
         data = self.config.data
         n = len(frame)
-        json_values = frame[data.text_json].tolist() if data.text_json else [None] * n
-        plain_columns = [frame[c].tolist() for c in data.text]
-        text = [
-            build_text(json_values[i], [column[i] for column in plain_columns], data.text_json_keys)
-            for i in range(n)
-        ]
-        categorical = pd.DataFrame(
-            {c: _category_strings(frame[c]) for c in data.categorical}, index=pd.RangeIndex(n)
+        text = build_texts(
+            frame[data.text_json].to_list() if data.text_json else None,
+            [frame[c].to_list() for c in data.text], data.text_json_keys, n,
         )
-        numeric = np.column_stack(
-            [pd.to_numeric(frame[c], errors="coerce").astype("float32") for c in data.numeric]
-        ) if data.numeric else np.zeros((len(frame), 0), np.float32)
+        categorical = (
+            frame.select(_category_strings(frame[c]) for c in data.categorical).to_numpy().astype(object)
+            if data.categorical else np.zeros((n, 0), dtype=object)
+        )
+        numeric = (
+            frame.select(pl.col(c).cast(pl.Float32, strict=False).fill_null(float("nan"))
+                         for c in data.numeric).to_numpy()
+            if data.numeric else np.zeros((n, 0))
+        )
         return Table(
+            index=np.arange(n),
             ids=_ids(frame, self.config),
             text=np.array(text, dtype=object),
             image_paths=self._image_paths(frame, split),
             categorical=categorical,
-            numeric=numeric.astype(np.float32),
+            categorical_names=list(data.categorical),
+            numeric=np.ascontiguousarray(numeric, dtype=np.float32),
             numeric_names=list(data.numeric),
             y=y,
         )
 
-    def _image_paths(self, frame: pd.DataFrame, split: str) -> np.ndarray | None:
+    def _image_paths(self, frame: pl.DataFrame, split: str) -> np.ndarray | None:
         template = self.config.data.image
         if template is None:
             return None
-        columns = {name: frame[name].tolist() for name in _template_columns(template)}
+        columns = {name: frame[name].to_list() for name in _template_columns(template)}
         paths = [
             str(self.workspace.path(template.format(
                 split=split, row=row, **{n: values[row] for n, values in columns.items()}
@@ -203,12 +194,21 @@ class Competition:
         return np.array(paths, dtype=object)
 
 
-def _category_strings(values: pd.Series) -> np.ndarray:
+def _needed_columns(config: CompConfig) -> list[str]:
+    data = config.data
+    named = [data.target, data.id, data.target_name, data.text_json, *data.text, *data.categorical,
+             *data.numeric, *_template_columns(data.image)]
+    return list(dict.fromkeys(c for c in named if c))
+
+
+def _category_strings(values: pl.Series) -> pl.Series:
     """Categories as strings, "" for missing. Integer codes stay integers when a missing value
     made the column float, so shop 7 is "7" in both files, never "7.0" in one of them."""
-    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
-        values = values.astype("Int64")
-    return values.astype("string").fillna("").astype(str).to_numpy()
+    if values.dtype.is_float():
+        finite = values.drop_nulls().drop_nans()
+        if (finite % 1 == 0).all():
+            values = values.fill_nan(None).cast(pl.Int64)
+    return values.cast(pl.String).fill_null("")
 
 
 def data_hash(workspace: Workspace, config: CompConfig) -> str:
@@ -228,30 +228,34 @@ def data_hash(workspace: Workspace, config: CompConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def _ids(frame: pd.DataFrame, config: CompConfig) -> np.ndarray:
+def _ids(frame: pl.DataFrame, config: CompConfig) -> np.ndarray:
     if config.data.id is None:
         return np.arange(len(frame))
     return frame[config.data.id].to_numpy()
 
 
-def _encode_target(target: pd.Series) -> tuple[list, np.ndarray]:
+def _encode_target(target: pl.Series) -> tuple[list, np.ndarray]:
     """Sorted class list (the column order of every run) and each row's class index."""
-    values = target.to_numpy()
-    if pd.api.types.is_float_dtype(target) and np.all(np.mod(values, 1) == 0):
-        values = values.astype(np.int64)
-    elif not pd.api.types.is_integer_dtype(target):
-        values = target.astype(str).to_numpy()
+    if target.dtype.is_float() and (target % 1 == 0).all():
+        values = target.cast(pl.Int64).to_numpy()
+    elif target.dtype.is_integer():
+        values = target.to_numpy()
+    else:
+        values = target.cast(pl.String).to_numpy().astype(object)
     classes, y = np.unique(values, return_inverse=True)
     return [_plain(c) for c in classes], y.astype(np.int64)
 
 
-def _validate(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -> None:
+def _missing(column: pl.Series) -> int:
+    nan = int(column.is_nan().sum()) if column.dtype.is_float() else 0
+    return column.null_count() + nan
+
+
+def _validate(train: pl.DataFrame, test: pl.DataFrame, config: CompConfig) -> None:
     data = config.data
     problems: list[str] = []
-    needed = [data.target, data.id, data.target_name, data.text_json, *data.text,
-              *data.categorical, *data.numeric, *_template_columns(data.image)]
     for frame, split in ((train, "train"), (test, "test")):
-        for column in dict.fromkeys(c for c in needed if c):
+        for column in _needed_columns(config):
             if split == "test" and column in {data.target, data.target_name}:
                 continue
             if column not in frame.columns:
@@ -263,35 +267,39 @@ def _validate(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -> No
         raise CompError("; ".join(problems))
     if len(train) == 0 or len(test) == 0:
         raise CompError(f"the {'train' if len(train) == 0 else 'test'} file has no rows")
-    missing_target = int(train[data.target].isna().sum())
+    missing_target = _missing(train[data.target])
     if missing_target:
         raise CompError(f"{missing_target} train rows have no target ({data.target!r})")
-    if train[data.target].nunique() < 2:
+    if train[data.target].n_unique() < 2:
         raise CompError(f"the target {data.target!r} has fewer than 2 classes in train")
     if data.id is not None:
         for frame, split in ((train, "train"), (test, "test")):
-            missing_ids = int(frame[data.id].isna().sum())
+            ids = frame[data.id]
+            missing_ids = _missing(ids)
             if missing_ids:
                 raise CompError(f"{missing_ids} {split} rows have no id ({data.id!r})")
-            duplicated = frame[data.id][frame[data.id].duplicated()]
+            duplicated = ids.filter(ids.is_duplicated())
             if len(duplicated):
                 raise CompError(
-                    f"the {split} file repeats ids in {data.id!r} (e.g. {_plain(duplicated.iloc[0])!r})"
+                    f"the {split} file repeats ids in {data.id!r} (e.g. {duplicated[0]!r})"
                 )
     for frame, split in ((train, "train"), (test, "test")):
         for column in data.numeric:
             _check_numeric(frame[column], f"the {split} file's numeric column {column!r}")
 
 
-def _check_numeric(values: pd.Series, what: str) -> None:
+def _check_numeric(values: pl.Series, what: str) -> None:
     """Refuse text in a numeric column (a mislabelled column); missing values are fine."""
-    present = values.dropna()
-    numbers = pd.to_numeric(present, errors="coerce")
-    not_numbers = present[numbers.isna()]
+    if values.dtype.is_numeric() or values.dtype in (pl.Boolean, pl.Null):
+        return
+    present = values.drop_nulls()
+    if present.dtype != pl.String:
+        raise CompError(f"{what} holds {present.dtype} values, not numbers")
+    not_numbers = present.filter(present.cast(pl.Float64, strict=False).is_null())
     if len(not_numbers):
         raise CompError(
             f"{what} has {len(not_numbers)} values that are not numbers "
-            f"(e.g. {_plain(not_numbers.iloc[0])!r}): list it under categorical instead"
+            f"(e.g. {not_numbers[0]!r}): list it under categorical instead"
         )
 
 
@@ -300,7 +308,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def data_warnings(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -> list[str]:
+def data_warnings(train: pl.DataFrame, test: pl.DataFrame, config: CompConfig) -> list[str]:
     """Legal but suspicious data, for the commands that set a competition up to show.
 
     Ids shared by train and test are not refused: some data sets number each file's rows
@@ -309,7 +317,8 @@ def data_warnings(train: pd.DataFrame, test: pd.DataFrame, config: CompConfig) -
     data = config.data
     if data.id is None:
         return []
-    shared = np.intersect1d(train[data.id].astype(str).to_numpy(), test[data.id].astype(str).to_numpy())
+    shared = np.intersect1d(train[data.id].cast(pl.String).to_numpy(),
+                            test[data.id].cast(pl.String).to_numpy())
     if not len(shared):
         return []
     return [

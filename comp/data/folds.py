@@ -7,16 +7,17 @@ content hash that each run records; blending and resuming refuse runs on other f
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from comp import atomic
-from comp.data import Competition
+from comp.data.competition import Competition
+from comp.data.workspace import Workspace
 from comp.errors import CompError
-from comp.store import RunStore
-from comp.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Folds:
 
     def training(self, k: int) -> np.ndarray:
         return np.flatnonzero(self.fold != k)
+
+    def write(self, path: Path, id_column: str) -> None:
+        buffer = io.BytesIO()
+        pl.DataFrame({id_column: self.ids, "fold": self.fold}).write_parquet(buffer)
+        atomic.write_bytes(path, buffer.getvalue())
 
 
 def make_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -71,25 +77,19 @@ def stored_folds_hash(workspace: Workspace) -> str | None:
     """The hash of runs/folds.parquet as stored (no check against the train file)."""
     if not workspace.folds_path.exists():
         return None
-    frame = pd.read_parquet(workspace.folds_path)
-    return folds_hash(frame.iloc[:, 0].to_numpy(), frame["fold"].to_numpy())
-
-
-def write_folds(workspace: Workspace, competition: Competition, folds: Folds) -> None:
-    frame = pd.DataFrame({competition.config.id_column: folds.ids, "fold": folds.fold})
-    buffer = frame.to_parquet(index=False)
-    atomic.write_bytes(workspace.folds_path, buffer)
+    frame = pl.read_parquet(workspace.folds_path)
+    return folds_hash(frame[:, 0].to_numpy(), frame["fold"].to_numpy())
 
 
 def load_folds(workspace: Workspace, competition: Competition) -> Folds:
     """The stored folds, checked against the current train file."""
     if not workspace.folds_path.exists():
         raise CompError("no folds yet: run `comp folds` first")
-    frame = pd.read_parquet(workspace.folds_path)
+    frame = pl.read_parquet(workspace.folds_path)
     id_column = competition.config.id_column
     if id_column not in frame.columns or "fold" not in frame.columns:
         raise CompError(f"{workspace.folds_path} lacks the columns {id_column!r} and 'fold'")
-    folds = Folds(ids=frame[id_column].to_numpy(), fold=frame["fold"].to_numpy(np.int8))
+    folds = Folds(ids=frame[id_column].to_numpy(), fold=frame["fold"].to_numpy().astype(np.int8))
     train_ids = competition.train_ids
     if len(folds.ids) != len(train_ids) or not np.array_equal(
         folds.ids.astype(str), train_ids.astype(str)
@@ -101,28 +101,10 @@ def load_folds(workspace: Workspace, competition: Competition) -> Folds:
     return folds
 
 
-def create_folds(
-    workspace: Workspace, competition: Competition, n_folds: int, seed: int, force: bool
-) -> tuple[Folds, bool]:
-    """Make and store the fixed folds; returns them and whether the file changed.
-
-    Folds never change under existing runs unless forced: those runs would no longer be
-    comparable with new ones, and blending would refuse them.
-    """
+def create_folds(competition: Competition, n_folds: int, seed: int) -> Folds:
+    """Stratified folds for the competition's train rows (not stored: `Folds.write`)."""
     if n_folds < 2:
         raise CompError(f"--n-folds must be at least 2, got {n_folds}")
     if n_folds > len(competition.y):
         raise CompError(f"{n_folds} folds is more than the {len(competition.y)} train rows")
-    new = Folds(ids=competition.train_ids, fold=make_folds(competition.y, n_folds, seed))
-    old_hash = stored_folds_hash(workspace)
-    if old_hash is not None:
-        if old_hash == new.hash:
-            return new, False
-        users = [r.id for r in RunStore(workspace.runs).all() if r.folds_hash == old_hash]
-        if users and not force:
-            raise CompError(
-                f"runs/folds.parquet already exists and {len(users)} runs use it "
-                f"(e.g. {users[0]}); new folds would make them incomparable: pass --force"
-            )
-    write_folds(workspace, competition, new)
-    return new, True
+    return Folds(ids=competition.train_ids, fold=make_folds(competition.y, n_folds, seed))

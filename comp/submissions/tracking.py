@@ -14,19 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from comp import atomic
-from comp.data import Competition, read_frame
+from comp.clock import now
+from comp.data.competition import read_frame
+from comp.data.workspace import Workspace
 from comp.errors import CompError
 from comp.metrics import METRICS
-from comp.runner import now
-from comp.store import RunStore
-from comp.submit import encoder_versions, predictions_sha256, render, sha256
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.submissions.submit import encoder_versions, predictions_sha256, render, sha256
 
 DEFAULT_TOLERANCE = 0.005
 
 
-def list_submissions(workspace: Workspace) -> list[dict[str, Any]]:
+def list_submissions(project: Project) -> list[dict[str, Any]]:
+    workspace = project.workspace
     """Every submission whose file exists, oldest first, with its CV-public gap."""
     listed = []
     for path in sorted(workspace.submissions.glob("*.json")):
@@ -51,7 +54,8 @@ def list_submissions(workspace: Workspace) -> list[dict[str, Any]]:
     return sorted(listed, key=lambda s: str(s["created_at"]))
 
 
-def record_scores(workspace: Workspace, name: str, public: str, private: str | None) -> dict[str, Any]:
+def record_scores(project: Project, name: str, public: str, private: str | None) -> dict[str, Any]:
+    workspace = project.workspace
     """Store a submission's public (and private) leaderboard scores in its provenance."""
     with atomic.locked(workspace.submissions / ".lock"):
         path, provenance = load_provenance(workspace, name)
@@ -110,13 +114,14 @@ class Pick:
                 "tolerance": self.tolerance, "candidates": self.candidates, "reasons": self.reasons}
 
 
-def pick(workspace: Workspace, tolerance: float = DEFAULT_TOLERANCE) -> Pick:
+def pick(project: Project, tolerance: float = DEFAULT_TOLERANCE) -> Pick:
     """Propose the best submission by CV, and beside it the submission of another run,
     within `tolerance` of that CV, that agrees least with it on the test rows: two final
     submissions that fail differently hedge against a leaderboard shake-up."""
     if not tolerance >= 0:
         raise CompError(f"--tolerance must be a non-negative number, got {tolerance}")
-    scored = [s for s in list_submissions(workspace) if s["cv_score"] is not None]
+    workspace = project.workspace
+    scored = [s for s in list_submissions(project) if s["cv_score"] is not None]
     if not scored:
         raise CompError("no submission to pick from: `comp submit RUN` first")
     metric = METRICS[scored[0]["metric"]]
@@ -165,7 +170,8 @@ def _labels(workspace: Workspace, submission: dict[str, Any]) -> dict[str, str]:
     """The submitted class of each test id, as text (CSV and parquet read alike)."""
     frame = read_frame(workspace.submissions / submission["file"], f"submission {submission['name']}")
     ids, predicted = frame.columns[0], frame.columns[-1]
-    return dict(zip(frame[ids].astype(str), frame[predicted].astype(str), strict=True))
+    return dict(zip(frame[ids].cast(pl.String).to_list(), frame[predicted].cast(pl.String).to_list(),
+                    strict=True))
 
 
 def _agreement(a: dict[str, str], b: dict[str, str]) -> float:
@@ -181,16 +187,16 @@ class Reproduction:
     restored: bool  # the file was missing and has been written again
 
 
-def reproduce(workspace: Workspace, name: str) -> Reproduction:
+def reproduce(project: Project, name: str) -> Reproduction:
     """Rebuild a submission from its run's stored test predictions, through the code path of
     `comp submit`, and check it is byte-identical to the recorded file; a missing file is
     written again. Every mismatch names what changed."""
+    workspace, store = project.workspace, project.store
     _, provenance = load_provenance(workspace, name)
     run_id = provenance["run_id"]
-    store = RunStore(workspace.runs)
     if not store.exists(run_id):
         raise CompError(f"submission {name} was made from run {run_id}, which is no longer in the store")
-    competition = Competition.load(workspace)
+    competition = project.competition
     if competition.data_hash != provenance.get("data_hash"):
         raise CompError(f"the data files changed since submission {name} was made")
     recorded_predictions = provenance.get("test_sha256")

@@ -24,39 +24,49 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from comp.data import Table
+from comp.data.competition import Table
 from comp.errors import CompError
 from comp.metrics import METRICS
-from comp.models.base import FoldContext, Model
+from comp.models._base import FoldContext, Model
+from comp.typed import Params, param
 
 
 @dataclass
-class TrainParams:
+class TrainParams(Params):
     """Training settings shared by every neural family (each family's Params extends it)."""
 
-    epochs: int = 4
-    batch_size: int = 32
-    lr: float = 1e-3
+    epochs: int = param(4, ge=1)
+    batch_size: int = param(32, ge=1)
+    lr: float = param(1e-3, gt=0)
     """Learning rate of the new layers (head, projections)."""
-    body_lr: float | None = None
+    body_lr: float | None = param(None, gt=0)
     """Learning rate of the body (encoder, backbone); default: the family's choice, low
     for pretrained weights, `lr` for a body trained from scratch."""
-    weight_decay: float = 0.01
-    warmup: float = 0.1
+    weight_decay: float = param(0.01, ge=0)
+    warmup: float = param(0.1, ge=0, lt=1)
     """Fraction of the optimiser steps spent warming the learning rate up."""
-    grad_accum: int = 1
-    clip_norm: float = 1.0
+    grad_accum: int = param(1, ge=1)
+    clip_norm: float = param(1.0, ge=0)
+    """Largest gradient norm; 0 turns clipping off."""
     precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     """auto: bf16 on a GPU that has it, else full precision."""
     grad_checkpointing: bool = False
-    patience: int = 2
+    patience: int = param(2, ge=0)
     """Epochs without a better held-out F1 before stopping; 0 trains every epoch."""
-    workers: int = 0
+    workers: int = param(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     length_buckets: bool = False
     """Train on batches of similar length (faster: less padding). Off by default: batch
     composition then follows text length, which cost held-out F1 on the demo
     (benchmarks/bert_train.py prints both). Prediction always sorts by length."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        cuda = torch.cuda.is_available()
+        if self.device == "cuda" and not cuda:
+            raise CompError("device=cuda was asked for, but this machine has no CUDA GPU")
+        if self.precision == "fp16" and (not cuda or self.device == "cpu"):
+            raise CompError("precision=fp16 needs a CUDA GPU: use precision=no or bf16 on a CPU")
 
 
 class FoldModule(nn.Module):
@@ -252,29 +262,24 @@ class Trainer:
 def make_accelerator(params: TrainParams):
     from accelerate import Accelerator
 
-    cuda = torch.cuda.is_available()
-    if params.device == "cuda" and not cuda:
-        raise CompError("device=cuda was asked for, but this machine has no CUDA GPU")
-    on_gpu = cuda and params.device != "cpu"
+    on_gpu = torch.cuda.is_available() and params.device != "cpu"
     precision = params.precision
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
-    if precision == "fp16" and not on_gpu:
-        raise CompError("precision=fp16 needs a CUDA GPU: use precision=no or bf16 on a CPU")
     return Accelerator(cpu=not on_gpu, mixed_precision=precision,
                        gradient_accumulation_steps=params.grad_accum)
 
 
 def _param_groups(module: FoldModule, p: TrainParams) -> list[dict[str, Any]]:
     """Learning rates (bodies, new layers) × decay or not (biases and norms get none)."""
-    lr_of = {id(param): lr for part, lr in module.body_learning_rates(p.lr, p.body_lr)
-             for param in part.parameters()}
+    lr_of = {id(weight): lr for part, lr in module.body_learning_rates(p.lr, p.body_lr)
+             for weight in part.parameters()}
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
-    for name, param in module.named_parameters():
-        if not param.requires_grad:
+    for name, weight in module.named_parameters():
+        if not weight.requires_grad:
             continue
-        no_decay = param.ndim <= 1 or name.endswith(".bias")
-        groups.setdefault((lr_of.get(id(param), p.lr), no_decay), []).append(param)
+        no_decay = weight.ndim <= 1 or name.endswith(".bias")
+        groups.setdefault((lr_of.get(id(weight), p.lr), no_decay), []).append(weight)
     return [
         {"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else p.weight_decay}
         for (lr, no_decay), params in groups.items()

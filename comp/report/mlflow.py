@@ -17,12 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from comp.data.workspace import Workspace
 from comp.errors import CompError
-from comp.leaderboard import Entry, leaderboard
+from comp.project import Project
 from comp.report import plots
 from comp.report.analysis import flatten_params
-from comp.store import RUN_FILE, RunRecord, RunStore
-from comp.workspace import Workspace
+from comp.runs.leaderboard import Entry, leaderboard
+from comp.runs.store import RUN_FILE, RunRecord, RunStore
 
 DEFAULT_STORE = "mlruns.db"
 ARTIFACTS = "mlartifacts"  # beside a SQLite store, which keeps no files itself
@@ -41,9 +42,10 @@ class ExportSummary:
     unchanged: int
 
 
-def export_mlflow(workspace: Workspace, store: str | None = None,
+def export_mlflow(project: Project, store: str | None = None,
                   experiment: str | None = None) -> ExportSummary:
-    config = workspace.config()  # first: no store is made outside a workspace
+    workspace = project.workspace
+    config = project.config  # first: no store is made outside a workspace
     name = experiment or config.name
     tracking_uri, artifact_root = tracking_location(workspace, store)
     mlflow = _import_mlflow()
@@ -55,8 +57,8 @@ def export_mlflow(workspace: Workspace, store: str | None = None,
             experiment_id = client.create_experiment(name, artifact_location=artifact_root)
         else:
             experiment_id = found.experiment_id
-        run_store = RunStore(workspace.runs)
-        for entry in leaderboard(workspace):
+        run_store = project.store
+        for entry in leaderboard(project):
             counts[_export_run(client, experiment_id, run_store, entry)] += 1
     except mlflow.exceptions.MlflowException as error:
         raise CompError(f"MLflow store {tracking_uri} refused the export: {error.message}") from None

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from comp.errors import CompError
 from comp.metrics import METRICS
-from comp.store import RunRecord, RunStore
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.store import RunRecord, RunStore
 
 SIGNIFICANCE = 0.05
 
@@ -99,8 +98,8 @@ def _p_text(p_value: float | None) -> str:
     return "" if p_value is None else f", p={p_value:.3g}"
 
 
-def compare(workspace: Workspace, ref_a: str, ref_b: str) -> Comparison:
-    store = RunStore(workspace.runs)
+def compare(project: Project, ref_a: str, ref_b: str) -> Comparison:
+    store = project.store
     a, b = store.resolve(ref_a), store.resolve(ref_b)
     if a.id == b.id:
         raise CompError(f"{ref_a} and {ref_b} are the same run {a.id}: name two runs")
@@ -132,6 +131,8 @@ def _paired_p_value(gains: np.ndarray) -> float | None:
         return None
     if np.ptp(gains) <= 1e-12 * max(1.0, float(np.abs(gains).max())):
         return 1.0 if np.allclose(gains, 0.0, atol=1e-12) else 0.0
+    from scipy import stats  # 0.7 s to import: only where a test is computed
+
     return float(stats.ttest_1samp(gains, 0.0).pvalue)
 
 
@@ -147,6 +148,8 @@ def _seed_groups(store: RunStore, a: RunRecord, b: RunRecord) -> SeedGroups | No
     if np.ptp(a_scores) == 0 and np.ptp(b_scores) == 0:
         p_value = 1.0 if gain == 0 else 0.0
     else:
+        from scipy import stats
+
         p_value = float(stats.ttest_ind(b_scores, a_scores, equal_var=False).pvalue)
     return SeedGroups(a_scores, b_scores, gain, p_value)
 

@@ -10,25 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
-from comp.data import Competition, read_frame
+from comp.data.competition import Competition, read_frame
 from comp.errors import CompError
-from comp.folds import load_folds
-from comp.runner import checked_proba, store_precomputed_run
-from comp.store import RunRecord
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.runner import checked_proba, store_precomputed_run
+from comp.runs.store import RunRecord
 
 
-def import_run(workspace: Workspace, folder: Path, name: str) -> RunRecord:
-    competition = Competition.load(workspace)
-    folds = load_folds(workspace, competition)
+def import_run(project: Project, folder: Path, name: str) -> RunRecord:
+    competition = project.competition
+    project.folds  # noqa: B018 - no folds, no run: fail before reading the predictions
     if not folder.is_dir():
         raise CompError(f"{folder} is not a folder")
     oof = _read(folder, "oof", competition, competition.train_ids)
     test = _read(folder, "test", competition, competition.test_ids)
     return store_precomputed_run(
-        workspace, competition, folds, name=name, model="import",
+        project, name=name, model="import",
         params={"source": str(folder.resolve())}, oof=oof, test=test,
     )
 
@@ -51,18 +50,19 @@ def _read(folder: Path, split: str, competition: Competition, ids: np.ndarray) -
         raise CompError(f"imported {split} predictions: {error}") from None
 
 
-def _from_table(frame: pd.DataFrame, competition: Competition, ids: np.ndarray, name: str):
+def _from_table(frame: pl.DataFrame, competition: Competition, ids: np.ndarray, name: str):
     """Rows matched to the workspace's ids, columns to its classes (by their text)."""
     id_column = competition.config.id_column
     if id_column not in frame.columns:
         raise CompError(f"{name} has no id column {id_column!r}")
     class_columns = [str(c) for c in competition.classes]
-    frame.columns = [str(c) for c in frame.columns]
     missing = [c for c in class_columns if c not in frame.columns]
     if missing:
         raise CompError(f"{name} lacks columns for {len(missing)} classes (e.g. {missing[0]!r})")
-    keys = frame[id_column].astype(str)
-    if keys.duplicated().any() or set(keys) != set(np.asarray(ids).astype(str)):
+    keys = frame[id_column].cast(pl.String).to_list()
+    wanted = np.asarray(ids).astype(str).tolist()
+    position = {key: row for row, key in enumerate(keys)}
+    if len(position) != len(keys) or position.keys() != set(wanted):
         raise CompError(f"{name}: its {id_column} values are not exactly the workspace's ids")
-    ordered = frame.set_index(keys).loc[np.asarray(ids).astype(str), class_columns]
-    return ordered.to_numpy(dtype=np.float64)
+    values = frame.select(pl.col(c).cast(pl.Float64, strict=False) for c in class_columns)
+    return values.to_numpy()[[position[key] for key in wanted]]

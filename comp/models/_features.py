@@ -42,15 +42,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
-from comp.data import Competition, Table
+from comp.data.competition import Table
 from comp.errors import CompError
-from comp.folds import Folds
-from comp.models.base import FoldContext, Model
-from comp.runner import check_run_matches
-from comp.store import RunRecord, RunStore
-from comp.workspace import Workspace
+from comp.models._base import FoldContext, Model, ParentRuns, RunSetup
+from comp.typed import Params
 
 Use = Literal["emb", "proba"]
 # each input's run-store arrays: out-of-fold train rows, test rows (run mean or per fold)
@@ -59,7 +55,7 @@ _REDUCERS = ("none", "pca", "umap")
 
 
 @dataclass
-class FeatureParams:
+class FeatureParams(Params):
     """What a second-level family reads; its own Params extend these."""
 
     from_: list[str] = field(default_factory=list)
@@ -76,6 +72,7 @@ class FeatureParams:
     """Test inputs: the mean over the parent's fold models, or parent fold k's (fold)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.reduction  # noqa: B018 - a malformed `reduce` fails when the params are built
 
     @property
@@ -94,35 +91,28 @@ class SecondLevelModel(Model):
 
     params: FeatureParams
 
-    def prepare(self, workspace: Workspace, competition: Competition, folds: Folds) -> None:
-        pin_parents(self.params, RunStore(workspace.runs), competition, folds, self.family)
+    def prepare(self, setup: RunSetup) -> None:
+        pin_parents(self.params, setup.parents, self.family)
 
     def parents(self) -> list[str]:
         return list(self.params.from_)
 
 
-def pin_parents(params: FeatureParams, store: RunStore, competition: Competition, folds: Folds,
-                family: str) -> None:
+def pin_parents(params: FeatureParams, parents: ParentRuns, family: str) -> None:
     """Resolve `from` to run ids and refuse, by name, parents this model cannot use."""
     if not params.from_:
         raise CompError(f"{family} needs parent runs: --set from=RUN[,RUN] (e.g. from=bert,image)")
-    records = list({r.id: r for r in (store.resolve(ref) for ref in params.from_)}.values())
-    for record in records:
-        check_run_matches(record, competition, folds, finished=True)
-        if not _available_inputs(record, params.use, store):
-            raise CompError(
-                f"run {record.id} has none of use={','.join(params.use)} "
-                f"(embeddings: {'yes' if _has(store, record, 'emb') else 'no'}): choose use=proba"
-            )
-    params.from_ = [r.id for r in records]
+    run_ids = list(dict.fromkeys(parents.resolve(ref) for ref in params.from_))
+    for run_id in run_ids:
+        if not _available_inputs(parents, run_id, params.use):
+            has_emb = "yes" if parents.has(run_id, _FILES["emb"][0]) else "no"
+            raise CompError(f"run {run_id} has none of use={','.join(params.use)} "
+                            f"(embeddings: {has_emb}): choose use=proba")
+    params.from_ = run_ids
 
 
-def _has(store: RunStore, record: RunRecord, use: Use) -> bool:
-    return (store.run_dir(record.id) / f"{_FILES[use][0]}.npy").exists()
-
-
-def _available_inputs(record: RunRecord, uses: Sequence[Use], store: RunStore) -> list[Use]:
-    return [use for use in dict.fromkeys(uses) if _has(store, record, use)]
+def _available_inputs(parents: ParentRuns, run_id: str, uses: Sequence[Use]) -> list[Use]:
+    return [use for use in dict.fromkeys(uses) if parents.has(run_id, _FILES[use][0])]
 
 
 @dataclass(frozen=True)
@@ -158,17 +148,20 @@ def make_reducer(kind: str, dim: int, width: int, seed: int):
 class CategoryCodes:
     """Each categorical column's values seen in training → 1..n; anything else → 0."""
 
-    def fit(self, frame: pd.DataFrame) -> CategoryCodes:
-        self.levels = {c: pd.Index(pd.unique(frame[c])) for c in frame.columns}
+    def fit(self, columns: np.ndarray) -> CategoryCodes:
+        self.levels = [{value: code for code, value in enumerate(np.unique(column), 1)}
+                       for column in columns.T]
         return self
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        codes = [self.levels[c].get_indexer(frame[c]) + 1 for c in self.levels]
-        return np.column_stack(codes).astype(np.int64) if codes else np.zeros((len(frame), 0), np.int64)
+    def transform(self, columns: np.ndarray) -> np.ndarray:
+        codes = np.zeros(columns.shape, dtype=np.int64)
+        for j, levels in enumerate(self.levels):
+            codes[:, j] = [levels.get(value, 0) for value in columns[:, j]]
+        return codes
 
     @property
     def cardinalities(self) -> list[int]:
-        return [len(levels) + 1 for levels in self.levels.values()]
+        return [len(levels) + 1 for levels in self.levels]
 
 
 class FoldFeatures:
@@ -177,9 +170,7 @@ class FoldFeatures:
 
     def __init__(self, params: FeatureParams, ctx: FoldContext):
         self.params, self.seed = params, ctx.seed
-        folds = pd.read_parquet(ctx.workspace.folds_path)
-        self._train_index = pd.Index(folds.iloc[:, 0].to_numpy())
-        blocks = _load_blocks(params, ctx.store, ctx.fold)
+        blocks = _load_blocks(params, ctx.parents, ctx.fold)
         self._groups = [[b] for b in blocks] if params.reduce_each else [blocks]
 
     def fit_transform(self, rows: Table) -> FeatureMatrix:
@@ -188,7 +179,7 @@ class FoldFeatures:
             None if kind == "none" else make_reducer(kind, dim, sum(b.train.shape[1] for b in g), self.seed)
             for g in self._groups
         ]
-        self._codes = CategoryCodes().fit(rows.categorical if self.params.tabular else rows.categorical[[]])
+        self._codes = CategoryCodes().fit(self._categorical(rows))
         return self._features(rows, fit=True)
 
     def transform(self, rows: Table) -> FeatureMatrix:
@@ -202,21 +193,22 @@ class FoldFeatures:
             numeric.append(parts)
         if self.params.tabular:
             numeric.append(tabular_columns(rows))
-        return FeatureMatrix(np.hstack(numeric).astype(np.float32), self._codes.transform(rows.categorical),
-                             self._codes.cardinalities)
+        return FeatureMatrix(np.hstack(numeric).astype(np.float32),
+                             self._codes.transform(self._categorical(rows)), self._codes.cardinalities)
+
+    def _categorical(self, rows: Table) -> np.ndarray:
+        return rows.categorical if self.params.tabular else rows.categorical[:, :0]
 
     def _parent_parts(self, rows: Table) -> list[np.ndarray]:
         """Each group's parent columns for `rows`: train rows (held-out ones included) by
-        their id, the test split (the only rows without labels) as a whole."""
+        their position in the train file, the test split (the only rows without labels)
+        as a whole."""
         if rows.y is None:
             n_test = len(self._groups[0][0].test)
             if len(rows) != n_test:
                 raise ValueError(f"expected all {n_test} test rows, got {len(rows)}")
             return [np.hstack([b.test for b in g]).astype(np.float32) for g in self._groups]
-        positions = self._train_index.get_indexer(rows.ids)
-        if (positions < 0).any():
-            raise ValueError("rows that are not in runs/folds.parquet")
-        return [np.hstack([b.train[positions] for b in g]).astype(np.float32) for g in self._groups]
+        return [np.hstack([b.train[rows.index] for b in g]).astype(np.float32) for g in self._groups]
 
 
 def tabular_columns(rows: Table) -> np.ndarray:
@@ -231,14 +223,14 @@ def tabular_columns(rows: Table) -> np.ndarray:
     return np.hstack(columns).astype(np.float32)
 
 
-def _load_blocks(params: FeatureParams, store: RunStore, fold: int) -> list[Block]:
+def _load_blocks(params: FeatureParams, parents: ParentRuns, fold: int) -> list[Block]:
     blocks = []
     for run_id in params.from_:
-        for use in _available_inputs(store.load(run_id), params.use, store):
+        for use in _available_inputs(parents, run_id, params.use):
             oof_name, test_name = _FILES[use]
             if params.test_features == "fold":
-                test = store.fold_array(run_id, fold, test_name)
+                test = parents.fold_array(run_id, fold, test_name)
             else:
-                test = store.array(run_id, test_name)
-            blocks.append(Block(store.array(run_id, oof_name, mmap=True), test))
+                test = parents.array(run_id, test_name)
+            blocks.append(Block(parents.array(run_id, oof_name), test))
     return blocks

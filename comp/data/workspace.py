@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from comp.config import CONFIG_FILE, CompConfig, load_config
+from comp.data.config import CONFIG_FILE, CompConfig, load_config
 
 
 @dataclass(frozen=True)

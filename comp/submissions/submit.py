@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from comp import __version__, atomic
-from comp.data import Competition
+from comp.clock import now
+from comp.data.competition import Competition
 from comp.errors import CompError
-from comp.leaderboard import leaderboard
-from comp.runner import check_run_matches, now
-from comp.store import RunRecord, RunStore
-from comp.workspace import Workspace
+from comp.project import Project
+from comp.runs.leaderboard import leaderboard
+from comp.runs.parents import check_run_matches
+from comp.runs.store import RunRecord, RunStore
 
 FORMATS = ("csv", "parquet")
 
@@ -36,7 +37,7 @@ class Submission:
 
 
 def submit(
-    workspace: Workspace,
+    project: Project,
     run_ref: str | None,
     name: str | None = None,
     file_format: str = "csv",
@@ -44,9 +45,8 @@ def submit(
 ) -> Submission:
     if file_format not in FORMATS:
         raise CompError(f"--format must be csv or parquet, got {file_format!r}")
-    competition = Competition.load(workspace)
-    store = RunStore(workspace.runs)
-    record = store.resolve(run_ref) if run_ref else _best_run(workspace)
+    workspace, competition, store = project.workspace, project.competition, project.store
+    record = store.resolve(run_ref) if run_ref else _best_run(project)
     check_run_matches(record, competition, folds=None, finished=True)
     name = name or record.id
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
@@ -93,7 +93,7 @@ def sha256(content: bytes) -> str:
 
 
 def predictions_sha256(store: RunStore, run_id: str) -> str:
-    return sha256((store.run_dir(run_id) / "test.npy").read_bytes())
+    return store.array_sha256(run_id, "test")
 
 
 def encoder_versions() -> dict[str, str]:
@@ -119,8 +119,8 @@ def run_tree(store: RunStore, record: RunRecord) -> dict[str, Any]:
     return node
 
 
-def _best_run(workspace: Workspace) -> RunRecord:
-    done = [e.record for e in leaderboard(workspace) if e.state == "done"]
+def _best_run(project: Project) -> RunRecord:
+    done = [e.record for e in leaderboard(project) if e.state == "done"]
     if not done:
         raise CompError("no finished run on the current folds and data: `comp run MODEL` first")
     return done[0]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comp.config import CompConfig, CVConfig, DataConfig, write_config
-from comp.data import Competition
-from comp.demo import DemoSpec, DemoSummary, generate_demo
+from comp.data.competition import Competition
+from comp.data.config import CompConfig, CVConfig, DataConfig, write_config
+from comp.data.demo import DemoSpec, DemoSummary, generate_demo
+from comp.data.workspace import Workspace
 from comp.errors import CompError
-from comp.workspace import Workspace
 
 KAZANEXPRESS_JSON_KEYS = [
     "title",
@@ -21,7 +21,7 @@ KAZANEXPRESS_JSON_KEYS = [
 
 
 def kazanexpress_config(with_images: bool, name: str = "demo") -> CompConfig:
-    """The KazanExpress layout of DESIGN.md; the demo writes exactly this schema."""
+    """The KazanExpress layout (docs/configuration.md); the demo writes exactly this schema."""
     return CompConfig(
         name=name,
         data=DataConfig(

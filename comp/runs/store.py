@@ -1,15 +1,16 @@
 """The run store: runs/<run_id>/ with run.json, oof.npy, test.npy and per-fold outputs.
 
-Its layout is a contract that other tools read (DESIGN.md). Every write is atomic; a fold
-is done exactly when its fold.json exists, which is written after its arrays.
+Its layout is a contract that other tools read (docs/run-store.md); only comp.runs knows
+it. Every write is atomic; a fold is done exactly when its fold.json exists, which is
+written after its arrays.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ FOLD_FILE = "fold.json"
 
 @dataclass
 class RunRecord:
-    """run.json. The first block of fields is the contract of DESIGN.md; the rest is extra."""
+    """run.json. The first block of fields is the contract of docs/run-store.md; the rest is extra."""
 
     id: str
     name: str
@@ -168,6 +169,36 @@ class RunStore:
         path = self.fold_dir(run_id, fold) / f"{name}.npy"
         return np.load(path) if path.exists() else None
 
+    def assemble_run_arrays(self, run_id: str, held_out: list[np.ndarray]) -> None:
+        """oof.npy (and emb_oof.npy) from each fold's held-out rows (`held_out[k]`, train
+        file positions); test.npy (and emb_test.npy) as the mean over the fold models."""
+        n_train = sum(len(rows) for rows in held_out)
+        for fold_name, run_name in (("valid", "oof"), ("emb_valid", "emb_oof")):
+            parts = [self.fold_array(run_id, k, fold_name) for k in range(len(held_out))]
+            if any(p is None for p in parts):
+                continue
+            assembled = np.zeros((n_train, parts[0].shape[1]), dtype=np.float32)
+            for rows, part in zip(held_out, parts, strict=True):
+                assembled[rows] = part
+            atomic.save_npy(self.run_dir(run_id) / f"{run_name}.npy", assembled)
+        for name in ("test", "emb_test"):
+            parts = [self.fold_array(run_id, k, name) for k in range(len(held_out))]
+            if all(p is not None for p in parts):
+                mean = np.mean(np.stack(parts), axis=0, dtype=np.float64).astype(np.float32)
+                atomic.save_npy(self.run_dir(run_id) / f"{name}.npy", mean)
+
+    def write_run_arrays(self, run_id: str, **arrays: np.ndarray) -> None:
+        """Run-level arrays by name (oof, test, emb_oof, emb_test)."""
+        for name, array in arrays.items():
+            atomic.save_npy(self.run_dir(run_id) / f"{name}.npy", array)
+
+    def array_sha256(self, run_id: str, name: str) -> str:
+        """The sha256 of a run-level array's file, as written."""
+        return hashlib.sha256((self.run_dir(run_id) / f"{name}.npy").read_bytes()).hexdigest()
+
+    def has_array(self, run_id: str, name: str) -> bool:
+        return (self.run_dir(run_id) / f"{name}.npy").exists()
+
     def array(self, run_id: str, name: str, mmap: bool = False) -> np.ndarray:
         """oof, test, emb_oof or emb_test of a finished run."""
         path = self.run_dir(run_id) / f"{name}.npy"
@@ -175,5 +206,3 @@ class RunStore:
             raise CompError(f"run {run_id} has no {name}.npy (status: {self.load(run_id).status})")
         return np.load(path, mmap_mode="r" if mmap else None)
 
-    def discard(self, run_id: str) -> None:
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)

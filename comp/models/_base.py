@@ -1,8 +1,11 @@
-"""The one interface every model family implements, and the context the harness gives it.
+"""The one interface every model family implements, and what the harness hands it.
 
-A family is a class with a `Params` dataclass (its defaults are the family's defaults;
-`--set key=value` overrides them) and scikit-learn-style methods. The harness owns
-everything around it: folds, loops, seeding, storing, scoring, resume and progress.
+A family is a class with a `Params` dataclass (its defaults are the family's defaults,
+validated when built: `--set key=value` overrides them) and scikit-learn-style methods.
+The harness owns everything around it: folds, loops, seeding, storing, scoring, resume,
+threads and progress. A family sees only what it fits on: the rows, a `FoldContext`
+(seed, classes, a scratch folder, a cache folder, its parents' arrays), never the
+workspace or the run store.
 """
 
 from __future__ import annotations
@@ -10,37 +13,68 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from comp.data import Competition, Table
-from comp.folds import Folds
+from comp.data.competition import Table
 from comp.progress import Reporter
-from comp.store import RunStore
-from comp.workspace import Workspace
 
 
-@dataclass
+class ParentRuns(Protocol):
+    """Read access to finished runs of the same folds and data, by run id."""
+
+    def resolve(self, ref: str) -> str:
+        """The id of the run `ref` (id or unique name), refused unless it is finished on
+        the current folds and data."""
+
+    def has(self, run_id: str, name: str) -> bool:
+        """Whether the run stored `name` (oof, test, emb_oof, emb_test)."""
+
+    def array(self, run_id: str, name: str) -> np.ndarray:
+        """The run's `name` array (rows in train or test file order), memory-mapped."""
+
+    def fold_array(self, run_id: str, fold: int, name: str) -> np.ndarray:
+        """What fold model `fold` of the run predicted: valid, test, emb_valid, emb_test."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSetup:
+    """What `Model.prepare` may check before a run exists: the train rows and the parents."""
+
+    train: Table
+    parents: ParentRuns
+
+
+@dataclass(kw_only=True)
 class FoldContext:
     fold: int
     seed: int
     classes: list[Any]
     class_names: list[str] | None
     workdir: Path
-    """This fold's folder in the run store: checkpoints written here survive a crash."""
-    workspace: Workspace
-    store: RunStore
-    reporter: Reporter
-    corpus: np.ndarray | None = None
+    """This fold's scratch folder: checkpoints written here survive a crash."""
+    run_workdir: Path
+    """Shared by the folds of the run: what is computed once per run (class distances)."""
+    cache: Path
+    """Derived files that any run on the same data may reuse (tokenizers)."""
+    corpus: np.ndarray
     """Every train and test text, unlabelled: for what may see all text (a tokenizer)."""
-    data_hash: str = ""
+    data_hash: str
+    parents: ParentRuns
+    reporter: Reporter
+    user_root: Path
+    """Relative paths a user writes in parameters (a checkpoint) are relative to this."""
     stats: dict[str, Any] = field(default_factory=dict)
     """Counts a model reports (e.g. missing images); summed over folds into run.json."""
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    def user_path(self, path: str) -> Path:
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else self.user_root / candidate
 
 
 class Model(ABC):
@@ -50,7 +84,7 @@ class Model(ABC):
     def __init__(self, params: Any):
         self.params = params
 
-    def prepare(self, workspace: Workspace, competition: Competition, folds: Folds) -> None:
+    def prepare(self, setup: RunSetup) -> None:
         """Called once before a run is created: check what the model consumes and pin it
         in its params (e.g. parent runs by id), so that every fold and a resume agree."""
         return None

@@ -1,0 +1,1 @@
+"""Stage 5, submissions: validated files with provenance, public scores, the final pick, reproduction."""
