@@ -49,8 +49,20 @@ def _workspace_option(
         str | None,
         typer.Option("--workspace", "-w", help="Workspace folder (default: $COMP_WORKSPACE or .)"),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="Cap this process's CPU threads (torch, BLAS, OpenMP): give "
+                     "each of several comp processes on one machine its share of the cores.",
+                     envvar="COMP_THREADS"),
+    ] = None,
 ) -> None:
     state.workspace = workspace
+    if threads is not None:
+        if threads < 1:
+            raise CompError(f"--threads must be at least 1, got {threads}")
+        from comp.threads import cap_threads
+
+        cap_threads(threads)
 
 
 def _split(values: str | None) -> list[str]:

@@ -80,7 +80,25 @@ def test_folds_missing(tiny):
     one_clear_error(comp("run", "tfidf", workspace=tiny, check=False), "comp folds")
 
 
+def _commands(group, prefix=()):
+    """Every command of the CLI as the words that call it, sub-commands included."""
+    for name, command in sorted(group.commands.items()):
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
 def test_every_command_has_help_with_an_example(tiny):
-    for command in ("init", "folds", "run", "leaderboard", "submit"):
-        result = comp(command, "--help", workspace=tiny)
-        assert "comp " + command in result.stdout.replace("\n", " "), command
+    import typer
+
+    from comp.cli import app
+
+    commands = list(_commands(typer.main.get_command(app)))
+    assert len(commands) >= 15 and ("export", "mlflow") in commands
+    for words in commands:
+        result = comp(*words, "--help", workspace=tiny)
+        text = " ".join(result.stdout.split())
+        # after the usage line: the docstring's own example, not the usage's program name
+        _, found, examples = text.partition("Example")
+        assert found and "comp " + " ".join(words) in examples, words

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from comp.models._features import CategoryCodes
 from comp.models.tabnn import TabnnParams, TabularNet
 from tests.conftest import comp, finished_run
 from tests.test_boost import parent_ids, parents, run_id_of, with_parents  # noqa: F401 - fixtures
@@ -24,13 +25,16 @@ def test_each_architecture_trains_and_stores_its_embeddings(parents, arch):  # n
 
 
 def test_an_unseen_shop_gets_the_shared_unknown_embedding():
+    """Two shops never seen in training are one and the same unknown shop to the network,
+    and no known shop is mistaken for it."""
+    codes = CategoryCodes().fit(np.array([["shop a"], ["shop b"], ["shop c"]], dtype=object))
+    shops = np.array([["new 1"], ["new 2"], ["shop a"], ["shop b"]], dtype=object)
     params = TabnnParams(arch="mlp", n_blocks=1, d_block=8, categorical_dim=3)
-    net = TabularNet(params, n_numeric=2, cardinalities=[5], n_classes=4).eval()
-    numeric = torch.zeros(2, 2)
-    unknown = {"numeric": numeric, "categorical": torch.tensor([[0], [0]])}
-    known = {"numeric": numeric, "categorical": torch.tensor([[0], [3]])}
+    net = TabularNet(params, n_numeric=2, cardinalities=codes.cardinalities, n_classes=4).eval()
+    batch = {"numeric": torch.zeros(4, 2), "categorical": torch.from_numpy(codes.transform(shops))}
     with torch.no_grad():
-        (logits_unknown, _), (logits_known, _) = net(unknown), net(known)
-    np.testing.assert_allclose(logits_unknown[0], logits_unknown[1])
-    assert not np.allclose(logits_known[0], logits_known[1])
+        logits, _ = net(batch)
+    np.testing.assert_allclose(logits[0], logits[1])
+    assert not np.allclose(logits[2], logits[3])
+    assert not np.allclose(logits[0], logits[2]) and not np.allclose(logits[0], logits[3])
 
