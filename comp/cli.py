@@ -361,9 +361,13 @@ def _print_explain(record) -> None:
 def import_command(
     folder: Annotated[str, typer.Argument(help="Folder with oof and test predictions.")],
     name: Annotated[str, typer.Option(help="A readable name for the run.")],
+    normalise: Annotated[bool, typer.Option(
+        help="Rescale rows that do not sum to 1 instead of refusing them.")] = False,
 ) -> None:
     """Make predictions from elsewhere a run: oof.npy + test.npy (run-store layout), or
     oof/test as parquet or CSV with the id column and one column per class.
+
+    Float probabilities only; rows must sum to 1 (or pass --normalise).
 
     Example:
 
@@ -373,7 +377,7 @@ def import_command(
 
     from comp.runs.importer import import_run
 
-    record = import_run(state.project, Path(folder), name)
+    record = import_run(state.project, Path(folder), name, normalise)
     out.print(f"imported {record.id}: {record.metric} {record.cv_score:.4f} on the current folds")
 
 
@@ -460,9 +464,11 @@ def compare_command(
     run_b: Annotated[str, typer.Argument(help="Run B (id or name): the challenger.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Paired comparison of two runs on the same folds: per-fold gains, t-test, verdict.
+    """Paired comparison of two runs on the same folds: per-fold gains, test, verdict.
 
-    With several seeds of both runs' model and parameters, their CV means are compared too.
+    The test is the corrected resampled t-test (Nadeau & Bengio), conservative where the
+    plain paired t-test is not: the folds' training rows overlap. With several seeds of
+    both runs' model and parameters, every repeat's fold differences are tested together.
 
     Example:
 
@@ -484,7 +490,7 @@ def compare_command(
     seeds = comparison.seeds
     if seeds:
         out.print(f"seeds: {len(seeds.a_scores)} runs like {a.id}, {len(seeds.b_scores)} like {b.id}; "
-                  f"mean gain {seeds.gain:+.4f} (Welch p={seeds.p_value:.3g})")
+                  f"mean gain {seeds.gain:+.4f} (p={seeds.p_value:.3g}, {seeds.folds.test})")
     out.print(comparison.verdict)
 
 
@@ -544,7 +550,7 @@ def report_command(
 
       comp report
 
-      comp report --run tfidf-1a2b3c --out /tmp/tfidf.html
+      comp report --run tfidf-1a2b3c --out reports/tfidf.html
     """
     from pathlib import Path
 

@@ -65,7 +65,12 @@ class Project:
         comparable with new ones, and blending would refuse them.
         """
         made = create_folds(self.competition, n_folds, seed)
-        old_hash = self.folds_hash
+        try:
+            old_hash = self.folds_hash
+        except CompError:  # a damaged folds file: only --force replaces it
+            if not force:
+                raise
+            old_hash = None
         if old_hash == made.hash:
             return made, False
         if old_hash is not None:

@@ -62,8 +62,8 @@ def test_fast_selection_equals_the_dense_algorithm(metric, top_k):
 def _import(ws: Workspace, name: str, oof: np.ndarray, test: np.ndarray, tmp_path):
     folder = tmp_path / name
     folder.mkdir()
-    np.save(folder / "oof.npy", oof)
-    np.save(folder / "test.npy", test)
+    for split, proba in (("oof", oof), ("test", test)):  # probabilities: rows that sum to one
+        np.save(folder / f"{split}.npy", proba / proba.sum(axis=1, keepdims=True))
     return import_run(ws, folder, name)
 
 

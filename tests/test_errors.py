@@ -95,7 +95,7 @@ def test_every_command_has_help_with_an_example(tiny):
     from comp.cli import app
 
     commands = list(_commands(typer.main.get_command(app)))
-    assert len(commands) >= 15 and ("export", "mlflow") in commands
+    assert len(commands) >= 14 and ("export", "mlflow") in commands
     for words in commands:
         result = comp(*words, "--help", workspace=tiny)
         text = " ".join(result.stdout.split())

@@ -79,8 +79,8 @@ def read_frame(path: Path, what: str, columns: list[str] | None = None) -> pl.Da
         raise
     except Exception as error:  # noqa: BLE001 - any reader failure is the user's file
         raise CompError(f"cannot read the {what} file {path}: {' '.join(str(error).split())}") from None
-    if suffix in {".parquet", ".pq"}:
-        return frame
+    if suffix in {".parquet", ".pq"}:  # pandas stores its index as a column: not data
+        return frame.drop([c for c in frame.columns if c.startswith("__index_level_")])
     return frame.with_columns(pl.col(c).cast(pl.Int64) for c in frame.columns if _plain_integers(frame[c]))
 
 

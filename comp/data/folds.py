@@ -23,7 +23,7 @@ from comp.errors import CompError
 @dataclass(frozen=True)
 class Folds:
     ids: np.ndarray
-    fold: np.ndarray  # int8 fold number per train row, in train file order
+    fold: np.ndarray  # int32 fold number per train row, in train file order
 
     @property
     def n_folds(self) -> int:
@@ -57,7 +57,7 @@ def make_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     classes, counts = np.unique(y, return_counts=True)
     shuffled = rng.permutation(len(classes))
     order = shuffled[np.argsort(-counts[shuffled], kind="stable")]
-    fold = np.empty(len(y), dtype=np.int8)
+    fold = np.empty(len(y), dtype=np.int32)
     offset = 0
     for cls in classes[order]:
         rows = rng.permutation(np.flatnonzero(y == cls))
@@ -69,7 +69,9 @@ def make_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 def folds_hash(ids: np.ndarray, fold: np.ndarray) -> str:
     digest = hashlib.sha256()
     digest.update(np.asarray(ids).astype(str).astype("U").tobytes())
-    digest.update(np.asarray(fold, dtype=np.int8).tobytes())
+    fold = np.asarray(fold)
+    # folds were once stored as int8: hashing up to 127 folds as int8 keeps older runs' hashes
+    digest.update(fold.astype(np.int8 if fold.max(initial=0) < 128 else np.int32).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -77,19 +79,35 @@ def stored_folds_hash(workspace: Workspace) -> str | None:
     """The hash of runs/folds.parquet as stored (no check against the train file)."""
     if not workspace.folds_path.exists():
         return None
-    frame = pl.read_parquet(workspace.folds_path)
+    frame = _read(workspace.folds_path)
     return folds_hash(frame[:, 0].to_numpy(), frame["fold"].to_numpy())
+
+
+def _read(path: Path) -> pl.DataFrame:
+    try:
+        frame = pl.read_parquet(path)
+    except Exception:  # noqa: BLE001 - any reader failure is a damaged file
+        frame = None
+    if frame is None or frame.width < 2 or "fold" not in frame.columns:
+        raise CompError(f"{path} is damaged (not a folds table): run `comp folds --force` to remake it")
+    return frame
 
 
 def load_folds(workspace: Workspace, competition: Competition) -> Folds:
     """The stored folds, checked against the current train file."""
     if not workspace.folds_path.exists():
         raise CompError("no folds yet: run `comp folds` first")
-    frame = pl.read_parquet(workspace.folds_path)
+    frame = _read(workspace.folds_path)
     id_column = competition.config.id_column
     if id_column not in frame.columns or "fold" not in frame.columns:
         raise CompError(f"{workspace.folds_path} lacks the columns {id_column!r} and 'fold'")
-    folds = Folds(ids=frame[id_column].to_numpy(), fold=frame["fold"].to_numpy().astype(np.int8))
+    fold = frame["fold"]
+    n_folds = int(fold.max()) + 1 if len(fold) and fold.dtype.is_integer() else 0
+    if (not fold.dtype.is_integer() or fold.null_count() or int(fold.min()) < 0 or n_folds < 2
+            or len(np.unique(fold.to_numpy())) != n_folds):
+        raise CompError(f"{workspace.folds_path} is damaged (fold numbers must be 0..K-1, each used): "
+                        "run `comp folds --force` to remake it")
+    folds = Folds(ids=frame[id_column].to_numpy(), fold=fold.to_numpy().astype(np.int32))
     train_ids = competition.train_ids
     if len(folds.ids) != len(train_ids) or not np.array_equal(
         folds.ids.astype(str), train_ids.astype(str)
@@ -107,4 +125,7 @@ def create_folds(competition: Competition, n_folds: int, seed: int) -> Folds:
         raise CompError(f"--n-folds must be at least 2, got {n_folds}")
     if n_folds > len(competition.y):
         raise CompError(f"{n_folds} folds is more than the {len(competition.y)} train rows")
-    return Folds(ids=competition.train_ids, fold=make_folds(competition.y, n_folds, seed))
+    folds = Folds(ids=competition.train_ids, fold=make_folds(competition.y, n_folds, seed))
+    if len(folds.fold) != len(competition.y) or (np.bincount(folds.fold, minlength=n_folds) == 0).any():
+        raise CompError(f"cannot hold out every train row exactly once in {n_folds} non-empty folds")
+    return folds

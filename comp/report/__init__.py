@@ -17,6 +17,7 @@ import numpy as np
 from comp import atomic
 from comp.clock import now
 from comp.errors import CompError
+from comp.names import inside
 from comp.project import Project
 from comp.report import plots
 from comp.report.analysis import (
@@ -51,7 +52,7 @@ def build_report(project: Project, run: str | None = None, out: Path | None = No
         record = report.store.resolve(run)
         title, sections = f"run {record.id}", report.run_page(record)
         default = f"{record.id}.html"
-    path = out or workspace.root / "reports" / default
+    path = inside(workspace.root, out, "--out") if out else workspace.root / "reports" / default
     if path.is_dir():
         raise CompError(f"--out {path} is a folder: give a file name such as {path / default}")
     subtitle = f"workspace {workspace.root}, generated {now()}"

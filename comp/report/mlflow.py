@@ -19,6 +19,7 @@ from typing import Any
 
 from comp.data.workspace import Workspace
 from comp.errors import CompError
+from comp.names import inside
 from comp.project import Project
 from comp.report import plots
 from comp.report.analysis import flatten_params
@@ -71,7 +72,7 @@ def tracking_location(workspace: Workspace, store: str | None) -> tuple[str, str
     given = store or DEFAULT_STORE
     if "://" in given and not given.startswith("sqlite:///"):
         raise CompError(f"--store must be a local SQLite file (a path or sqlite:///PATH), got {given!r}")
-    database = workspace.path(given.removeprefix("sqlite:///")).resolve()
+    database = inside(workspace.root, workspace.path(given.removeprefix("sqlite:///")), "--store")
     if database.is_dir():
         raise CompError(f"--store {database} is a folder: give a file such as {database / DEFAULT_STORE}")
     database.parent.mkdir(parents=True, exist_ok=True)

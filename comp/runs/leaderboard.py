@@ -13,7 +13,7 @@ from comp.runs.store import RunRecord, RunStore
 @dataclass(frozen=True)
 class Entry:
     record: RunRecord
-    state: str  # done | running | partial k/n | failed | stale (other folds or data)
+    state: str  # done | running | partial k/n | failed | stale (other folds or data) | corrupt
 
     def row(self) -> dict[str, Any]:
         r = self.record
@@ -39,8 +39,17 @@ def leaderboard(project: Project) -> list[Entry]:
     """Every run, best first; the data is hashed, never parsed."""
     store = project.store
     folds, data = project.folds_hash, project.data_hash
-    entries = [Entry(r, _state(store, r, folds, data)) for r in store.all()]
+    records, broken = store.scan()
+    entries = [Entry(r, _state(store, r, folds, data)) for r in records]
+    entries += [Entry(_unreadable(run_id), "corrupt") for run_id in broken]
     return sorted(entries, key=_rank)
+
+
+def _unreadable(run_id: str) -> RunRecord:
+    """A placeholder for a run whose run.json cannot be read: listed, never used."""
+    return RunRecord(id=run_id, name=run_id, model="?", params={}, status="corrupt", created_at="",
+                     duration_s=0.0, folds_hash="", data_hash="", metric="", cv_score=None,
+                     fold_scores=[], classes=[])
 
 
 def _state(store: RunStore, record: RunRecord, folds: str | None, data: str | None) -> str:

@@ -28,6 +28,7 @@ from comp.errors import CompError
 from comp.metrics import METRICS, score_all
 from comp.models import create_model
 from comp.models._base import FoldContext, Model, RunSetup
+from comp.names import plain_name
 from comp.progress import Reporter
 from comp.project import Project
 from comp.runs.distributed import Processes
@@ -48,6 +49,10 @@ class RunRequest:
 def start_run(project: Project, request: RunRequest, reporter: Reporter) -> RunRecord:
     """A new run (or the run `request.run_id`, joined), trained on the requested folds."""
     model = create_model(request.model, request.params)  # bad --set fails before any work
+    if request.name is not None:
+        plain_name(request.name, "--name")
+    if request.run_id is not None:
+        plain_name(request.run_id, "--run-id")
     folds = project.folds
     wanted = parse_folds(request.folds, folds.n_folds)
     if request.seed is not None and request.seed < 0:
@@ -80,7 +85,7 @@ def _create_or_join(project: Project, model: Model, request: RunRequest) -> RunR
     store, competition, folds = project.store, project.competition, project.folds
     params = dataclasses.asdict(model.params)
     name = request.name or request.model
-    run_id = request.run_id or store.new_run_dir(_slug(name))
+    run_id = request.run_id or store.new_run_dir(name)
     record = RunRecord(
         id=run_id, name=name, model=request.model, params=params, status="running",
         created_at=now(), duration_s=0.0, folds_hash=folds.hash, data_hash=competition.data_hash,
@@ -279,7 +284,7 @@ def store_precomputed_run(
     metric = METRICS[competition.config.cv.metric]
     oof = checked_proba(oof, len(competition.y), competition.n_classes)
     test = checked_proba(test, len(competition.test_ids), competition.n_classes)
-    run_id = store.new_run_dir(_slug(name))
+    run_id = store.new_run_dir(plain_name(name, "--name"))
     record = RunRecord(
         id=run_id, name=name, model=model, params=params, status="running", created_at=now(),
         duration_s=round(duration_s, 3), folds_hash=folds.hash, data_hash=competition.data_hash,
@@ -340,7 +345,3 @@ def _git_commit(root: Path) -> str | None:
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
 
-
-def _slug(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
-    return cleaned.strip("-") or "run"

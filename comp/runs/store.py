@@ -19,6 +19,7 @@ import numpy as np
 
 from comp import atomic
 from comp.errors import CompError
+from comp.names import is_plain
 
 RUN_FILE = "run.json"
 FOLD_FILE = "fold.json"
@@ -80,6 +81,9 @@ class RunStore:
         self.root = root
 
     def run_dir(self, run_id: str) -> Path:
+        """The run's folder; an id that is not a plain name names no run (never a path)."""
+        if not is_plain(run_id):
+            raise CompError(f"unknown run {run_id!r}: run ids are plain names (see `comp leaderboard`)")
         return self.root / run_id
 
     def fold_dir(self, run_id: str, fold: int) -> Path:
@@ -113,7 +117,7 @@ class RunStore:
 
     def resolve(self, ref: str) -> RunRecord:
         """A run by id, or by name when exactly one run has that name."""
-        if self.exists(ref):
+        if is_plain(ref) and self.exists(ref):
             return self.load(ref)
         named = [r for r in self.all() if r.name == ref]
         if len(named) == 1:
@@ -125,15 +129,19 @@ class RunStore:
 
     def all(self) -> list[RunRecord]:
         """Every readable run; folders without run.json (a run being created) are skipped."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[RunRecord], list[str]]:
+        """The readable run records, and the ids of run folders whose run.json is not one."""
         if not self.root.exists():
-            return []
-        records = []
+            return [], []
+        records, broken = [], []
         for path in sorted(self.root.glob(f"*/{RUN_FILE}")):
             try:
                 records.append(RunRecord.from_json(json.loads(path.read_text(encoding="utf-8"))))
-            except (json.JSONDecodeError, TypeError, OSError):
-                continue
-        return records
+            except (json.JSONDecodeError, TypeError, OSError, UnicodeDecodeError):
+                broken.append(path.parent.name)
+        return records, broken
 
     def locked(self, run_id: str):
         """Serialise read-modify-write of run.json between processes sharing runs/."""

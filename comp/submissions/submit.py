@@ -21,6 +21,7 @@ from comp import __version__, atomic
 from comp.clock import now
 from comp.data.competition import Competition
 from comp.errors import CompError
+from comp.names import plain_name
 from comp.project import Project
 from comp.runs.leaderboard import leaderboard
 from comp.runs.parents import check_run_matches
@@ -48,9 +49,7 @@ def submit(
     workspace, competition, store = project.workspace, project.competition, project.store
     record = store.resolve(run_ref) if run_ref else _best_run(project)
     check_run_matches(record, competition, folds=None, finished=True)
-    name = name or record.id
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise CompError(f"--name may hold letters, digits, '-', '_' and '.', got {name!r}")
+    name = plain_name(name or record.id, "--name")
     path = workspace.submissions / f"{name}.{file_format}"
     if path.exists() and not force:
         raise CompError(f"{path} exists: choose another --name or pass --force")

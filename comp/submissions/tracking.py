@@ -22,6 +22,7 @@ from comp.data.competition import read_frame
 from comp.data.workspace import Workspace
 from comp.errors import CompError
 from comp.metrics import METRICS
+from comp.names import is_plain, plain_name
 from comp.project import Project
 from comp.submissions.submit import encoder_versions, predictions_sha256, render, sha256
 
@@ -29,8 +30,8 @@ DEFAULT_TOLERANCE = 0.005
 
 
 def list_submissions(project: Project) -> list[dict[str, Any]]:
-    workspace = project.workspace
     """Every submission whose file exists, oldest first, with its CV-public gap."""
+    workspace = project.workspace
     listed = []
     for path in sorted(workspace.submissions.glob("*.json")):
         provenance = _read_provenance(path)
@@ -55,8 +56,9 @@ def list_submissions(project: Project) -> list[dict[str, Any]]:
 
 
 def record_scores(project: Project, name: str, public: str, private: str | None) -> dict[str, Any]:
-    workspace = project.workspace
     """Store a submission's public (and private) leaderboard scores in its provenance."""
+    workspace = project.workspace
+    load_provenance(workspace, name)  # an unknown or unsafe name fails before the lock file exists
     with atomic.locked(workspace.submissions / ".lock"):
         path, provenance = load_provenance(workspace, name)
         metric = provenance.get("metric", "")
@@ -81,10 +83,16 @@ def parse_score(text: str, metric: str, which: str) -> float:
 
 
 def load_provenance(workspace: Workspace, name: str) -> tuple[Path, dict[str, Any]]:
+    """A submission's provenance; what it names (its file, its run) is checked to be a plain
+    name too, so an edited provenance file cannot point comp outside the workspace."""
+    plain_name(name, "a submission name")
     path = workspace.submissions / f"{name}.json"
     provenance = _read_provenance(path) if path.is_file() else None
     if provenance is None:
         raise CompError(f"unknown submission {name!r}: `comp submissions` lists them")
+    for key in ("file", "run_id"):
+        if not is_plain(provenance.get(key)):
+            raise CompError(f"{path.name} is not a valid provenance file: its {key!r} is not a plain name")
     return path, provenance
 
 
