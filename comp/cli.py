@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -588,9 +590,26 @@ def export_mlflow_command(
               f"created, {summary.updated} updated, {summary.unchanged} unchanged")
 
 
+_WRITE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "over the disk quota",
+                 errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only"}
+
+
+def _terminated(signum, frame) -> None:
+    # a SIGTERM (a killed job, a scheduler's timeout) unwinds like ^C: the run is marked failed
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
+    except OSError as error:
+        if error.errno not in _WRITE_ERRORS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        err.print(f"[red]error:[/] {_WRITE_ERRORS[error.errno]}{escape(where)}: nothing more was written",
+                  highlight=False, soft_wrap=True)
+        sys.exit(2)
     except CompError as error:
         # Escaped: a message such as "pip install 'comp[mlflow]'" is text, not rich markup.
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -149,3 +149,65 @@ def test_import_refuses_extra_class_columns_by_name(tiny):
         table = pd.DataFrame({"product_id": ids, **columns, "9999999": 0.0})
         table.to_csv(folder / f"{split}.csv", index=False)
     refused(tiny, "import", str(folder), "--name", "table", says="'9999999'")
+
+
+def test_blend_options_out_of_range_are_refused_before_work(tiny):
+    comp(*FAST_TFIDF, "--name", "a", workspace=tiny)
+    comp(*FAST_TFIDF, "--name", "b", "--set", "C=1", workspace=tiny)
+    for args, says in ((["--iterations", "0"], "iterations"), (["--bags", "0"], "bags"),
+                       (["--top", "-1"], "top"), (["--weights", "a=nan,b=1"], "finite"),
+                       (["--init", "-2"], "init"), (["--name", ".hidden"], "plain name")):
+        refused(tiny, "blend", "a", "b", *args, says=says)
+
+
+def test_a_damaged_prediction_file_is_named(tiny):
+    comp(*FAST_TFIDF, "--name", "a", workspace=tiny)
+    comp(*FAST_TFIDF, "--name", "b", "--set", "C=1", workspace=tiny)
+    oof = next((tiny / "runs").glob("a-*/oof.npy"))
+    oof.write_bytes(oof.read_bytes()[:200])
+    refused(tiny, "blend", "a", "b", says="oof.npy is damaged")
+
+
+def test_a_sigterm_marks_the_run_failed_instead_of_running_forever(tiny):
+    import signal
+    import time
+
+    from tests.conftest import start_comp
+
+    process = start_comp("run", "bert", "--set", "epochs=50", "--set", "patience=0", "--run-id", "killed",
+                         workspace=tiny)
+    record = tiny / "runs" / "killed" / "run.json"
+    deadline = time.monotonic() + 120
+    while not (record.exists() and (tiny / "runs/killed/folds/0").exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    saved = json.loads(record.read_text())
+    assert saved["status"] == "failed" and "interrupted" in saved["error"]
+
+
+def test_a_fractional_target_is_refused_unless_confirmed(tmp_path):
+    rows = 40
+    frame = pd.DataFrame({"text": [f"item {i}" for i in range(rows)], "price": np.linspace(0.5, 9.9, rows)})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.drop(columns="price").to_csv(tmp_path / "test.csv", index=False)
+    workspace = tmp_path / "ws"
+    result = comp("init", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                  "--target", "price", "--text", "text", workspace=workspace, check=False)
+    one_clear_error(result, "fractional numbers", "target_is_classes")
+    assert not (workspace / "comp.toml").exists()
+
+
+def test_a_comp_toml_saved_with_a_bom_is_read(tiny):
+    config = tiny / "comp.toml"
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    assert comp("leaderboard", workspace=tiny).returncode == 0
+
+
+def test_list_values_in_a_categorical_column_are_one_sentence(tiny):
+    path = tiny / "data" / "train.parquet"
+    frame = pd.read_parquet(path)
+    frame["shop_id"] = [[int(v)] for v in frame["shop_id"]]
+    frame.to_parquet(path)
+    refused(tiny, *FAST_TFIDF, says="not single categories")

@@ -13,6 +13,7 @@ need), and a `calibrate` blend is also fitted uncalibrated, so its effect is a n
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,11 +27,13 @@ from comp.blend.methods import Blender, Caruana, Fixed, Optimized, Stack, WithOf
 from comp.data.folds import Folds
 from comp.errors import CompError
 from comp.metrics import METRICS
+from comp.names import plain_name
 from comp.project import Project
 from comp.runs.leaderboard import leaderboard
 from comp.runs.parents import check_run_matches
 from comp.runs.runner import store_precomputed_run
 from comp.runs.store import RunRecord, RunStore
+from comp.typed import Params, param
 
 METHODS = ("caruana", "optimize", "stack", "weights")
 TOP_K = 32
@@ -38,15 +41,17 @@ DIVERSITY_SAMPLE_CELLS = 500_000  # rows × classes per run in the correlation s
 
 
 @dataclass(frozen=True)
-class BlendRequest:
+class BlendRequest(Params):
+    """What `comp blend` was asked for, validated when built: a mistake fails before any work."""
+
     runs: list[str] = field(default_factory=list)  # empty: every finished non-blend run
-    top: int | None = None
+    top: int | None = param(None, ge=1)
     method: str = "caruana"
     metric: str | None = None  # what the method optimises; default: the competition metric
-    iterations: int = 50
-    init: int = 0
-    bags: int = 1
-    seed: int = 0
+    iterations: int = param(50, ge=1)
+    init: int = param(0, ge=0)
+    bags: int = param(1, ge=1)
+    seed: int = param(0, ge=0)
     weights: dict[str, float] = field(default_factory=dict)
     temperature: bool = False
     meta: str = "logit"
@@ -55,19 +60,25 @@ class BlendRequest:
     drop_one: bool = False  # refit without each parent to measure what it adds
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in METHODS:
+            raise CompError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise CompError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        make_calibration(self.calibrate)
+        if any(not math.isfinite(w) or w < 0 for w in self.weights.values()):
+            raise CompError("--weights must be finite and non-negative")
+        if self.name is not None:
+            plain_name(self.name, "--name")
+
 
 def blend(project: Project, request: BlendRequest) -> RunRecord:
-    if request.method not in METHODS:
-        raise CompError(f"--method must be one of {', '.join(METHODS)}, got {request.method!r}")
-    make_calibration(request.calibrate)  # a bad --calibrate fails before any work
     competition, folds, store = project.competition, project.folds, project.store
     parents = _choose_parents(project, request)
     for parent in parents:
         check_run_matches(parent, competition, folds, finished=True)
-    objective_name = request.metric or competition.config.cv.metric
-    if objective_name not in METRICS:
-        raise CompError(f"--metric must be one of {', '.join(METRICS)}, got {objective_name!r}")
-    objective = METRICS[objective_name]
+    objective = METRICS[request.metric or competition.config.cv.metric]
     started = time.perf_counter()
     y = competition.y
     oofs = [_checked_array(store, r, "oof", (len(y), competition.n_classes)) for r in parents]
@@ -239,10 +250,8 @@ def _choose_parents(project: Project, request: BlendRequest) -> list[RunRecord]:
     ids = [r.id for r in parents]
     if len(set(ids)) != len(ids):
         raise CompError("a run is named twice among the blend's inputs")
-    if request.method == "weights":
-        negative = [ref for ref, w in request.weights.items() if w < 0]
-        if negative or sum(request.weights.values()) <= 0:
-            raise CompError("--weights must be non-negative and not all zero")
+    if request.method == "weights" and sum(request.weights.values()) <= 0:
+        raise CompError("--weights must not be all zero")
     if len(parents) < (1 if request.method == "weights" else 2):
         raise CompError(f"blending needs at least two finished runs, found {len(parents)}")
     return parents

@@ -101,7 +101,7 @@ class Competition:
         self.test_frame = read_frame(workspace.path(data.test), "test", needed)
         _validate(self.train_frame, self.test_frame, config)
         self.warnings = data_warnings(self.train_frame, self.test_frame, config)
-        self.classes, self.y = _encode_target(self.train_frame[data.target])
+        self.classes, self.y = _encode_target(self.train_frame[data.target], data.target_is_classes)
 
     @classmethod
     def load(cls, workspace: Workspace) -> Competition:
@@ -204,6 +204,9 @@ def _needed_columns(config: CompConfig) -> list[str]:
 def _category_strings(values: pl.Series) -> pl.Series:
     """Categories as strings, "" for missing. Integer codes stay integers when a missing value
     made the column float, so shop 7 is "7" in both files, never "7.0" in one of them."""
+    if values.dtype.is_nested():
+        raise CompError(f"the categorical column {values.name!r} holds {values.dtype} values, not "
+                        "single categories: list it under text instead")
     if values.dtype.is_float():
         finite = values.drop_nulls().drop_nans()
         if (finite % 1 == 0).all():
@@ -234,8 +237,14 @@ def _ids(frame: pl.DataFrame, config: CompConfig) -> np.ndarray:
     return frame[config.data.id].to_numpy()
 
 
-def _encode_target(target: pl.Series) -> tuple[list, np.ndarray]:
+def _encode_target(target: pl.Series, target_is_classes: bool) -> tuple[list, np.ndarray]:
     """Sorted class list (the column order of every run) and each row's class index."""
+    as_number = target.cast(pl.Float64, strict=False) if target.dtype == pl.String else target
+    numeric = as_number.dtype.is_float() and as_number.null_count() == target.null_count()
+    if numeric and not (as_number % 1 == 0).all() and not target_is_classes:  # CSV numbers are text
+        raise CompError(f"the target {target.name!r} holds fractional numbers ({target.n_unique()} distinct "
+                        f"values in {len(target)} rows), but comp classifies: set "
+                        "data.target_is_classes = true in comp.toml to make each value a class")
     if target.dtype.is_float() and (target % 1 == 0).all():
         values = target.cast(pl.Int64).to_numpy()
     elif target.dtype.is_integer():

@@ -41,6 +41,9 @@ class DataConfig:
     data/images/{split}/{product_id}.jpg, or "{path}" for a column holding paths."""
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
+    target_is_classes: bool = False
+    """A float target with fractional values is refused (comp classifies, and each value
+    would be its own class); true treats every distinct value as a class anyway."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def load_config(path: Path) -> CompConfig:
             f"no {CONFIG_FILE} in {path.parent}: run `comp init --demo` or `comp init --train ...`"
         )
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # an editor's BOM is not TOML
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise CompError(f"{path.name} is not valid TOML: {error}") from None
     config = build(CompConfig, raw, path.name)

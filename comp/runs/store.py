@@ -212,5 +212,8 @@ class RunStore:
         path = self.run_dir(run_id) / f"{name}.npy"
         if not path.exists():
             raise CompError(f"run {run_id} has no {name}.npy (status: {self.load(run_id).status})")
-        return np.load(path, mmap_mode="r" if mmap else None)
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise CompError(f"run {run_id}'s {name}.npy is damaged ({error}): run it again") from None
 
