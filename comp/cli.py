@@ -562,6 +562,35 @@ def report_command(
     out.print(f"report {path}")
 
 
+@app.command("gc")
+def gc_command(
+    yes: Annotated[bool, typer.Option("--yes", help="Remove what is listed (default: only list).")] = False,
+    stale: Annotated[bool, typer.Option(help="Also finished runs made on other folds or data.")] = False,
+) -> None:
+    """List (and with --yes remove) what crashes and failures leave in runs/: temporary
+    files, run folders without run.json, failed runs; never a run that is done or in use.
+
+    Examples:
+
+      comp gc
+
+      comp gc --stale --yes
+    """
+    from comp.runs.gc import leftovers, remove
+
+    found = leftovers(state.project, stale)
+    for leftover in found:
+        out.print(f"{leftover.path}  ({leftover.size / 1e6:.1f} MB): {escape(leftover.why)}",
+                  highlight=False, soft_wrap=True)
+    total = sum(leftover.size for leftover in found) / 1e6
+    if yes:
+        remove(found)
+        out.print(f"removed {len(found)} leftovers ({total:.1f} MB)")
+    else:
+        hint = ": `comp gc --yes` removes them" if found else ""
+        out.print(f"{len(found)} leftovers ({total:.1f} MB){hint}")
+
+
 export_app = typer.Typer(no_args_is_help=True, help="Copy the runs into other tools.")
 app.add_typer(export_app, name="export")
 

@@ -211,3 +211,24 @@ def test_list_values_in_a_categorical_column_are_one_sentence(tiny):
     frame["shop_id"] = [[int(v)] for v in frame["shop_id"]]
     frame.to_parquet(path)
     refused(tiny, *FAST_TFIDF, says="not single categories")
+
+
+def test_gc_lists_then_removes_leftovers_and_never_a_finished_run(tiny):
+    comp(*FAST_TFIDF, "--run-id", "kept", workspace=tiny)
+    failed = comp("run", "tfidf", "--set", "min_df=100000", "--set", "char_max=0", "--run-id", "failed",
+                  workspace=tiny, check=False)
+    assert failed.returncode == 2
+    (tiny / "runs" / "orphan").mkdir()
+    (tiny / "runs" / "orphan" / "oof.npy").write_bytes(b"half")
+    (tiny / "runs" / "kept" / ".oof.npy.999999999.tmp").write_bytes(b"torn")
+    listed = comp("gc", workspace=tiny).stdout
+    assert "3 leftovers" in listed and "failed run" in listed and "without run.json" in listed
+    assert (tiny / "runs" / "orphan").exists()  # listing removes nothing
+    kept = digest(tiny / "runs" / "kept" / "folds")
+    assert "removed 3 leftovers" in comp("gc", "--yes", workspace=tiny).stdout
+    assert not (tiny / "runs" / "orphan").exists() and not (tiny / "runs" / "failed").exists()
+    assert not (tiny / "runs" / "kept" / ".oof.npy.999999999.tmp").exists()
+    assert digest(tiny / "runs" / "kept" / "folds") == kept
+    assert "0 leftovers" in comp("gc", "--stale", workspace=tiny).stdout
+    comp("folds", "--force", "--seed", "7", workspace=tiny)
+    assert "stale" in comp("gc", "--stale", workspace=tiny).stdout

@@ -53,10 +53,8 @@ def submit(
     path = workspace.submissions / f"{name}.{file_format}"
     if path.exists() and not force:
         raise CompError(f"{path} exists: choose another --name or pass --force")
-
     content, rows = render(competition, store, record.id, file_format)
-    # Provenance first: a submission killed in between leaves no file without its record.
-    atomic.write_json(path.with_suffix(".json"), {
+    provenance = {
         "name": name,
         "file": path.name,
         "format": file_format,
@@ -76,8 +74,15 @@ def submit(
         "run": run_tree(store, record),
         "versions": encoder_versions(),
         "created_at": now(),
-    })
-    atomic.write_bytes(path, content)
+    }
+    # One submission at a time, checked again under the lock: two `comp submit --name s`
+    # at once never leave one's provenance beside the other's file.
+    with atomic.locked(workspace.submissions / ".lock"):
+        if path.exists() and not force:  # the file is written last: it marks a finished submission
+            raise CompError(f"{path} exists: choose another --name or pass --force")
+        # Provenance first: a submission killed in between leaves no file without its record.
+        atomic.write_json(path.with_suffix(".json"), provenance)
+        atomic.write_bytes(path, content)
     return Submission(path=path, record=record, rows=rows)
 
 
