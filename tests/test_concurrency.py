@@ -6,6 +6,7 @@ through the fold locks, each fold trained once. The leaderboard answers througho
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -72,3 +73,18 @@ def test_processes_sharing_one_run_train_each_fold_once(tiny, serial, fold_specs
     board = assert_store_intact(tiny)
     assert [(e["id"], e["state"]) for e in board] == [("shared", "done")]
     _assert_equal_runs(tiny, serial, "shared", "tfidf")
+
+
+def test_two_submissions_of_one_name_at_once_never_mix_file_and_provenance(tiny):
+    comp(*TFIDF, "--name", "words", workspace=tiny)
+    comp(*TFIDF, "--name", "strong", "--set", "C=0.01", workspace=tiny)
+    for attempt in range(4):
+        name = f"s{attempt}"
+        processes = [start_comp("submit", run, "--name", name, workspace=tiny, capture=True)
+                     for run in ("words", "strong")]
+        codes = sorted(p.wait(timeout=120) for p in processes)
+        assert codes == [0, 2], codes  # one lands, the other is told the name is taken
+        provenance = json.loads((tiny / "submissions" / f"{name}.json").read_text())
+        written = (tiny / "submissions" / f"{name}.csv").read_bytes()
+        assert hashlib.sha256(written).hexdigest() == provenance["sha256"]
+        assert "byte-identical" in comp("reproduce", name, workspace=tiny).stdout

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from comp.data.demo import DemoSpec, DemoSummary, generate_demo
+from comp.errors import CompError
 
 SMALL = DemoSpec(train_rows=300, test_rows=60, classes=12, image_size=32, seed=7)
 ROOT = "Все категории"
@@ -198,5 +199,5 @@ def test_regenerating_replaces_images_of_the_previous_data(tmp_path):
     [{"classes": 1}, {"train_rows": 5, "classes": 6}, {"test_rows": 0}, {"image_size": 4}],
 )
 def test_impossible_specs_are_refused(spec_changes):
-    with pytest.raises(ValueError):
+    with pytest.raises(CompError, match="cannot make that demo"):
         replace(SMALL, **spec_changes)

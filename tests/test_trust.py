@@ -232,3 +232,11 @@ def test_gc_lists_then_removes_leftovers_and_never_a_finished_run(tiny):
     assert "0 leftovers" in comp("gc", "--stale", workspace=tiny).stdout
     comp("folds", "--force", "--seed", "7", workspace=tiny)
     assert "stale" in comp("gc", "--stale", workspace=tiny).stdout
+
+
+@pytest.mark.parametrize("sizes", [["--train-rows", "-5"], ["--classes", "1"], ["--image-size", "5"],
+                                   ["--test-rows", "0"]])
+def test_impossible_demo_sizes_are_one_sentence_and_write_nothing(tmp_path, sizes):
+    workspace = tmp_path / "ws"
+    one_clear_error(comp("init", "--demo", *sizes, workspace=workspace, check=False), "cannot make that demo")
+    assert not workspace.exists() or not any(workspace.iterdir())

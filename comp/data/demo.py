@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
+from comp.errors import CompError
+
 CATEGORY_SEPARATOR = "->"
 TRAIN_FILE = "train.parquet"
 TEST_FILE = "test.parquet"
@@ -53,17 +55,19 @@ class DemoSpec:
 
     def __post_init__(self) -> None:
         if self.classes < 2:
-            raise ValueError(f"classes must be at least 2, got {self.classes}")
-        # Every leaf needs a train row.
-        if self.train_rows < self.classes:
-            raise ValueError(f"train_rows ({self.train_rows}) must be at least classes ({self.classes})")
+            self._refuse(f"classes must be at least 2, got {self.classes}")
+        if self.train_rows < self.classes:  # every leaf needs a train row
+            self._refuse(f"train_rows ({self.train_rows}) must be at least classes ({self.classes})")
         if self.test_rows < 1:
-            raise ValueError(f"test_rows must be at least 1, got {self.test_rows}")
+            self._refuse(f"test_rows must be at least 1, got {self.test_rows}")
         if self.image_size is not None and self.image_size < 16:
-            raise ValueError(f"image_size must be at least 16 pixels, got {self.image_size}")
+            self._refuse(f"image_size must be at least 16 pixels, got {self.image_size}")
         if self.language not in languages():
-            known = ", ".join(languages())
-            raise ValueError(f"no demo vocabulary for language {self.language!r} (known: {known})")
+            self._refuse(f"no vocabulary for language {self.language!r} (known: {', '.join(languages())})")
+
+    @staticmethod
+    def _refuse(reason: str) -> None:
+        raise CompError(f"cannot make that demo: {reason}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,7 @@ def languages() -> list[str]:
 def load_vocabulary(language: str) -> Vocabulary:
     path = VOCABULARY_DIR / f"{language}.json"
     if not path.is_file():
-        raise ValueError(f"no demo vocabulary for language {language!r} (known: {', '.join(languages())})")
+        raise CompError(f"no demo vocabulary for language {language!r} (known: {', '.join(languages())})")
     raw = json.loads(path.read_text(encoding="utf-8"))
     structured = {"axes", "phrases", "departments"}
     words = {key: tuple(value) if isinstance(value, list) else value

@@ -42,10 +42,7 @@ def kazanexpress_config(with_images: bool, name: str = "demo") -> CompConfig:
 
 def init_demo(workspace: Workspace, spec: DemoSpec, force: bool) -> DemoSummary:
     _refuse_overwrite(workspace, force)
-    try:
-        summary = generate_demo(workspace.root / "data", spec)
-    except ValueError as error:  # the spec's own validation: too few rows for the classes, ...
-        raise CompError(f"cannot make that demo: {error}") from None
+    summary = generate_demo(workspace.root / "data", spec)
     write_config(workspace.config_path, kazanexpress_config(spec.image_size is not None))
     _make_folders(workspace)
     return summary
