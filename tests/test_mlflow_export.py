@@ -14,7 +14,7 @@ import pytest
 
 from comp.report.analysis import flatten_params
 from tests.conftest import comp
-from tests.test_report import workspace_with_runs
+from tests.test_report import COMPETITION_NAME, workspace_with_runs
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_export_twice_creates_once_with_params_metrics_tags_and_artifacts(worksp
     assert f"0 created, 0 updated, {len(runs)} unchanged" in second.stdout
 
     store = workspace / "mlruns.db"
-    exported = _exported(mlflow, store, "demo")  # the competition's name in comp.toml
+    exported = _exported(mlflow, store, COMPETITION_NAME)  # the competition's name in comp.toml
     assert sorted(exported) == sorted(r["id"] for r in runs)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
     for run in runs:

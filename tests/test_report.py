@@ -21,12 +21,16 @@ from tests.conftest import comp
 
 INDEX_SECTIONS = ("leaderboard", "folds", "classes", "confusion", "correlation", "blends", "submissions")
 RUN_SECTIONS = ("run", "params", "folds", "stats", "classes", "confusion", "parents")
-BLEND_NAME = "<i>mix</i> & co"
+BLEND_NAME = "mix_co"
+COMPETITION_NAME = "<i>mix</i> & co"  # user text that looks like markup: the page must escape it
 
 
 def workspace_with_runs(template: Path, root: Path, blend_name: str) -> Path:
-    """A copy of the tiny workspace with two models, a failed run and a blend of the two."""
+    """A copy of the tiny workspace, named with markup, with two models, a failed run and a
+    blend of the two."""
     shutil.copytree(template, root)
+    config = root / "comp.toml"
+    config.write_text(re.sub(r'^name = .*$', f'name = "{COMPETITION_NAME}"', config.read_text(), flags=re.M))
     comp("run", "tfidf", "--set", "char_max=0", workspace=root)
     comp("run", "fasttext", workspace=root)
     # a vocabulary left empty by min_df fails inside fold 0: a failed run with its reason

@@ -11,7 +11,7 @@
 - Fusion: [image, text, shop] → Linear → ReLU → dropout → Linear to the classes. The fused
   vector is the stored embedding (emb_oof.npy, emb_test.npy).
 
-Loss = `w_class`·CE + `w_sem`·L_sem + `w_gap`·L_gap (comp/losses.py). L_sem needs the
+Loss = `w_class`·CE + `w_sem`·L_sem + `w_gap`·L_gap (comp/models/_losses.py). L_sem needs the
 distances A between class names, computed once per run by `sem_encoder` and stored as
 runs/<id>/class_distance.npy: `tfidf` (default: character n-grams of the full category
 paths, so siblings are close; meaningful offline, where the text tower starts untrained),
