@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from comp.data.competition import Competition, data_hash
 from comp.data.config import CompConfig
-from comp.data.folds import Folds, create_folds, load_folds, stored_folds_hash
+from comp.data.hashing import data_hash, stored_folds_hash
 from comp.data.workspace import Workspace
 from comp.errors import CompError
 from comp.runs.store import RunStore
+
+if TYPE_CHECKING:
+    from comp.data.competition import Competition
+    from comp.data.folds import Folds
+
+# The tables and folds are imported where first used: they bring polars, and the
+# commands that need only the store and the hashes (the leaderboard) start without it.
 
 
 class Project:
@@ -33,10 +40,14 @@ class Project:
 
     @cached_property
     def competition(self) -> Competition:
+        from comp.data.competition import Competition
+
         return Competition(self.workspace, self.config)
 
     @cached_property
     def folds(self) -> Folds:
+        from comp.data.folds import load_folds
+
         return load_folds(self.workspace, self.competition)
 
     @cached_property
@@ -64,6 +75,8 @@ class Project:
         Folds never change under existing runs unless forced: those runs would no longer be
         comparable with new ones, and blending would refuse them.
         """
+        from comp.data.folds import create_folds
+
         made = create_folds(self.competition, n_folds, seed)
         try:
             old_hash = self.folds_hash

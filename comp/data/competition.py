@@ -7,8 +7,6 @@ The text of a product is built once, here, by comp.data.text.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import string
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -18,8 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from comp import atomic
 from comp.data.config import CompConfig
+from comp.data.hashing import data_hash
 from comp.data.text import build_texts
 from comp.data.workspace import Workspace
 from comp.errors import CompError
@@ -214,23 +212,6 @@ def _category_strings(values: pl.Series) -> pl.Series:
     return values.cast(pl.String).fill_null("")
 
 
-def data_hash(workspace: Workspace, config: CompConfig) -> str:
-    """Content hash of both data files and of the column mapping: runs on other data differ.
-
-    Needs no parsing of the files, so the leaderboard can check runs against it cheaply.
-    """
-    data = config.data
-    digest = hashlib.sha256()
-    for relative in (data.train, data.test):
-        path = workspace.path(relative)
-        if not path.exists():
-            raise CompError(f"the data file {path} does not exist")
-        digest.update(_file_sha256(path, workspace.cache).encode())
-    mapping = {k: v for k, v in vars(data).items() if k not in {"train", "test"}}
-    digest.update(json.dumps(mapping, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
-
-
 def _ids(frame: pl.DataFrame, config: CompConfig) -> np.ndarray:
     if config.data.id is None:
         return np.arange(len(frame))
@@ -341,25 +322,3 @@ def _template_columns(template: str | None) -> list[str]:
         return []
     names = [f for _, f, _, _ in string.Formatter().parse(template) if f]
     return [n for n in names if n not in {"split", "row"}]
-
-
-def _file_sha256(path: Path, cache_dir: Path) -> str:
-    """sha256 of a file, cached by (path, size, mtime) so reruns do not re-read big files."""
-    stat = path.stat()
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    cache_path = cache_dir / "file_hashes.json"
-    cache: dict[str, str] = {}
-    if cache_path.exists():
-        try:
-            cache = json.loads(cache_path.read_text())
-        except (json.JSONDecodeError, OSError):
-            cache = {}
-    if key not in cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        cache[key] = digest.hexdigest()
-        if cache_dir.parent.exists():
-            atomic.write_json(cache_path, cache)
-    return cache[key]

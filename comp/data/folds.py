@@ -75,11 +75,9 @@ def folds_hash(ids: np.ndarray, fold: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def stored_folds_hash(workspace: Workspace) -> str | None:
-    """The hash of runs/folds.parquet as stored (no check against the train file)."""
-    if not workspace.folds_path.exists():
-        return None
-    frame = _read(workspace.folds_path)
+def hash_of_file(path: Path) -> str:
+    """The folds hash of a stored folds file."""
+    frame = _read(path)
     return folds_hash(frame[:, 0].to_numpy(), frame["fold"].to_numpy())
 
 
