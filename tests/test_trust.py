@@ -61,6 +61,8 @@ def test_no_command_follows_a_path_out_of_the_workspace(tiny, tmp_path):
 
 
 def test_fold_and_seed_mistakes_leave_no_run(tiny):
+    refused(tiny, "folds", "--seed", "-3", "--force", says="--seed must be 0 or more")
+    refused(tiny, "folds", "--n-folds", "1", "--force", says="at least 2")
     for args, says in ((["--fold", "99"], "out of range"), (["--fold", "-1"], "out of range"),
                        (["--fold", "abc"], "fold number"), (["--seed", "-5"], "--seed")):
         refused(tiny, *FAST_TFIDF, *args, says=says)
@@ -235,7 +237,7 @@ def test_gc_lists_then_removes_leftovers_and_never_a_finished_run(tiny):
 
 
 @pytest.mark.parametrize("sizes", [["--train-rows", "-5"], ["--classes", "1"], ["--image-size", "5"],
-                                   ["--test-rows", "0"]])
+                                   ["--test-rows", "0"], ["--seed", "-1"]])
 def test_impossible_demo_sizes_are_one_sentence_and_write_nothing(tmp_path, sizes):
     workspace = tmp_path / "ws"
     one_clear_error(comp("init", "--demo", *sizes, workspace=workspace, check=False), "cannot make that demo")

@@ -84,6 +84,8 @@ def _check(config: CompConfig, where: str) -> None:
         raise CompError(
             f"{where}: unknown metric {config.cv.metric!r} (known: {', '.join(METRICS)})"
         )
+    if config.cv.seed < 0:
+        raise CompError(f"{where}: cv.seed must be 0 or more, got {config.cv.seed}")
     if config.cv.n_folds < 2:
         raise CompError(f"{where}: cv.n_folds must be at least 2, got {config.cv.n_folds}")
     data = config.data

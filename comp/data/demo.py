@@ -56,6 +56,8 @@ class DemoSpec:
     def __post_init__(self) -> None:
         if self.classes < 2:
             self._refuse(f"classes must be at least 2, got {self.classes}")
+        if self.seed < 0:
+            self._refuse(f"seed must be 0 or more, got {self.seed}")
         if self.train_rows < self.classes:  # every leaf needs a train row
             self._refuse(f"train_rows ({self.train_rows}) must be at least classes ({self.classes})")
         if self.test_rows < 1:

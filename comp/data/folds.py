@@ -121,6 +121,8 @@ def create_folds(competition: Competition, n_folds: int, seed: int) -> Folds:
     """Stratified folds for the competition's train rows (not stored: `Folds.write`)."""
     if n_folds < 2:
         raise CompError(f"--n-folds must be at least 2, got {n_folds}")
+    if seed < 0:
+        raise CompError(f"--seed must be 0 or more, got {seed}")
     if n_folds > len(competition.y):
         raise CompError(f"{n_folds} folds is more than the {len(competition.y)} train rows")
     folds = Folds(ids=competition.train_ids, fold=make_folds(competition.y, n_folds, seed))
