@@ -72,6 +72,18 @@ def finished_run(workspace: Path, run_id: str, emb_dim: int | None = None):
     return record, oof, test
 
 
+def tree_digest(folder: Path) -> str:
+    """Every file under `folder`, names and bytes: equal digests, an untouched folder."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def one_clear_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     """The command failed as a user error must: exit 2, one line, no traceback."""
     assert result.returncode == 2, result.stdout + result.stderr

@@ -12,7 +12,6 @@ outside their declared ranges when built, and a bad `--set` must leave runs/ unt
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from comp.progress import Reporter
 from comp.project import Project
 from comp.runs.runner import fold_context, seed_everything
 from comp.typed import declared_range
-from tests.conftest import comp, one_clear_error
+from tests.conftest import comp, one_clear_error, tree_digest
 
 # Small settings so that every family trains in seconds; a family missing here runs with
 # its defaults (slower, still checked).
@@ -139,31 +138,22 @@ def test_family_refuses_every_out_of_range_value_when_built(family):
         create_model(family, {"no_such_parameter": "1"})
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 @pytest.mark.parametrize("family", available_models())
 def test_a_bad_set_fails_before_anything_is_written(contract_workspace, family):
     cls = model_class(family)
     name, bounds = next((f.name, declared_range(cls.Params, f.name)) for f in dataclasses.fields(cls.Params)
                         if declared_range(cls.Params, f.name) is not None)
-    before = _tree_digest(contract_workspace / "runs")
+    before = tree_digest(contract_workspace / "runs")
     settings = [item for key, value in _params(family).items() for item in ("--set", f"{key}={value}")]
     bad = _out_of_range(bounds)[0]
     result = comp("run", family, *settings, "--set", f"{name.removesuffix('_')}={bad}",
                   workspace=contract_workspace, check=False)
     one_clear_error(result, name.removesuffix("_"))
-    assert _tree_digest(contract_workspace / "runs") == before
+    assert tree_digest(contract_workspace / "runs") == before
 
 
 def test_image_size_4_is_refused_before_a_run_exists(contract_workspace):
-    before = _tree_digest(contract_workspace / "runs")
+    before = tree_digest(contract_workspace / "runs")
     one_clear_error(comp("run", "image", "--set", "image_size=4", workspace=contract_workspace, check=False),
                     "image_size must be at least 8")
-    assert _tree_digest(contract_workspace / "runs") == before
+    assert tree_digest(contract_workspace / "runs") == before

@@ -3,7 +3,6 @@ store untouched, or the right result; never a write outside the workspace."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,27 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import comp, one_clear_error
+from tests.conftest import comp, one_clear_error, tree_digest
 
 FAST_TFIDF = ["run", "tfidf", "--set", "char_max=0", "--set", "min_df=1"]
-
-
-def digest(folder: Path) -> str:
-    """Every file under `folder`, names and bytes: equal digests, an untouched store."""
-    hashed = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        hashed.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            hashed.update(path.read_bytes())
-    return hashed.hexdigest()
 
 
 def refused(workspace: Path, *args: str, says: str = "") -> None:
     """The command fails as a user error must and changes nothing in the workspace's parent
     folder (which holds the workspace: an escape would land there)."""
-    before = digest(workspace.parent)
+    before = tree_digest(workspace.parent)
     one_clear_error(comp(*args, workspace=workspace, check=False), says)
-    assert digest(workspace.parent) == before, args
+    assert tree_digest(workspace.parent) == before, args
 
 
 @pytest.mark.parametrize("bad", ["../../x", "../x", ".", "..", "a/b", ".cache", "/tmp/abs", "x" * 300])
@@ -226,11 +215,11 @@ def test_gc_lists_then_removes_leftovers_and_never_a_finished_run(tiny):
     listed = comp("gc", workspace=tiny).stdout
     assert "3 leftovers" in listed and "failed run" in listed and "without run.json" in listed
     assert (tiny / "runs" / "orphan").exists()  # listing removes nothing
-    kept = digest(tiny / "runs" / "kept" / "folds")
+    kept = tree_digest(tiny / "runs" / "kept" / "folds")
     assert "removed 3 leftovers" in comp("gc", "--yes", workspace=tiny).stdout
     assert not (tiny / "runs" / "orphan").exists() and not (tiny / "runs" / "failed").exists()
     assert not (tiny / "runs" / "kept" / ".oof.npy.999999999.tmp").exists()
-    assert digest(tiny / "runs" / "kept" / "folds") == kept
+    assert tree_digest(tiny / "runs" / "kept" / "folds") == kept
     assert "0 leftovers" in comp("gc", "--stale", workspace=tiny).stdout
     comp("folds", "--force", "--seed", "7", workspace=tiny)
     assert "stale" in comp("gc", "--stale", workspace=tiny).stdout

@@ -45,16 +45,16 @@ def build_report(project: Project, run: str | None = None, out: Path | None = No
                  limits: ReportLimits | None = None) -> Path:
     """Write the report (the whole workspace, or one run by id or name); return its path."""
     workspace = project.workspace
-    report = _Report(project, limits or ReportLimits())
-    if run is None:
-        title, sections, default = f"comp report: {report.name}", report.index(), "index.html"
-    else:
-        record = report.store.resolve(run)
-        title, sections = f"run {record.id}", report.run_page(record)
-        default = f"{record.id}.html"
+    record = project.store.resolve(run) if run is not None else None  # a bad --run fails first
+    default = "index.html" if record is None else f"{record.id}.html"
     path = inside(workspace.root, out, "--out") if out else workspace.root / "reports" / default
     if path.is_dir():
         raise CompError(f"--out {path} is a folder: give a file name such as {path / default}")
+    report = _Report(project, limits or ReportLimits())
+    if record is None:
+        title, sections = f"comp report: {report.name}", report.index()
+    else:
+        title, sections = f"run {record.id}", report.run_page(record)
     subtitle = f"workspace {workspace.root}, generated {now()}"
     atomic.write_text(path, page(title, subtitle, sections))
     return path
