@@ -46,10 +46,12 @@ def submit(
 ) -> Submission:
     if file_format not in FORMATS:
         raise CompError(f"--format must be csv or parquet, got {file_format!r}")
+    if name is not None:
+        plain_name(name, "--name")  # before anything is read or written
     workspace, competition, store = project.workspace, project.competition, project.store
     record = store.resolve(run_ref) if run_ref else _best_run(project)
     check_run_matches(record, competition, folds=None, finished=True)
-    name = plain_name(name or record.id, "--name")
+    name = name or record.id
     path = workspace.submissions / f"{name}.{file_format}"
     if path.exists() and not force:
         raise CompError(f"{path} exists: choose another --name or pass --force")
