@@ -59,6 +59,7 @@ def test_each_cpu_engine_learns_from_its_parents_and_records_them(parents, engin
     assert record["stats"]["rounds"] > 0  # summed over the folds
 
 
+@pytest.mark.slow  # in `make test-all`: UMAP compiles with numba, 20 s
 def test_umap_reduction_and_fold_matched_test_features_run_one_fold(parents):
     result = comp("run", "boost", *FAST, "--fold", "0", "--set", "reduce=umap:3",
                   "--set", "test_features=fold", workspace=parents)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.special import softmax
 
 from comp.blend.calibration import Rank, Temperature
@@ -62,6 +63,7 @@ def test_public_scores_are_recorded_and_listed_with_the_gap(tiny):
     assert submissions(tiny)["s01"]["public_score"] == 0.8731  # refused scores change nothing
 
 
+@pytest.mark.slow  # in `make test-all`: six imports and submissions
 def test_pick_never_proposes_one_run_twice_and_prefers_the_least_agreeing_strong_run(tiny):
     best_oof, best_test = predictions(tiny, right_on(0.9, 0), seed=1)
     import_run(tiny, "best", best_oof, best_test)

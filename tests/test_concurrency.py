@@ -64,7 +64,8 @@ def _trained_folds(log: str) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "fold_specs", [["all", "all"], ["0", "1", "all"]], ids=["all-and-all", "single-folds-and-all"]
+    "fold_specs", [["all", "all"], pytest.param(["0", "1", "all"], marks=pytest.mark.slow)],
+    ids=["all-and-all", "single-folds-and-all"]
 )
 def test_processes_sharing_one_run_train_each_fold_once(tiny, serial, fold_specs):
     logs = _run_together(tiny, *[[*TFIDF, "--run-id", "shared", "--fold", k] for k in fold_specs])

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import assert_store_intact, comp, start_comp
 
-SEEDS = [0, 1, 2]
+SEEDS = [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
 TFIDF = ["run", "tfidf", "--set", "char_max=0"]
 BLEND = ["blend", "reference", "second"]
 

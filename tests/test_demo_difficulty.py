@@ -17,6 +17,7 @@ def default_demo(tmp_path_factory) -> Project:
     return project
 
 
+@pytest.mark.slow  # in `make test-all`: the full-size demo, 45 s
 @pytest.mark.parametrize("family", ["fasttext", "tfidf"])
 def test_baselines_land_well_inside_the_range(default_demo, family):
     with Reporter.open() as reporter:

@@ -166,6 +166,7 @@ def test_huse_trains_through_the_cli_with_unknown_shops_and_missing_images_and_b
     assert set(blend["parents"]) == {"h", "t"}
 
 
+@pytest.mark.slow  # in `make test-all`: one more huse run
 def test_the_ablation_without_sem_and_gap_trains_only_on_classification(tiny):
     comp("run", "huse", *TINY_HUSE, "--set", "w_sem=0", "--set", "w_gap=0", "--fold", "0", "--run-id", "a",
          workspace=tiny)
@@ -174,6 +175,7 @@ def test_the_ablation_without_sem_and_gap_trains_only_on_classification(tiny):
     assert not (tiny / "runs/a/class_distance.npy").exists()
 
 
+@pytest.mark.slow  # in `make test-all`: one more huse run
 def test_class_distances_from_the_text_tower_are_stored_once_per_run(tiny):
     comp("run", "huse", *TINY_HUSE, "--set", "sem_encoder=backbone", "--fold", "0", "--run-id", "s",
          workspace=tiny)

@@ -87,6 +87,7 @@ def test_export_twice_creates_once_with_params_metrics_tags_and_artifacts(worksp
     assert all(blend_tags[f"comp.parent.{parent}"] == "1" for parent in blend["parents"])
 
 
+@pytest.mark.slow  # in `make test-all`: a second export round
 def test_a_run_that_changed_is_replaced_not_duplicated(workspace: Path, mlflow, tmp_path: Path):
     root = tmp_path / "ws"
     shutil.copytree(workspace, root)

@@ -15,7 +15,7 @@ def _arrays(ws, run_id):
     return np.load(run / "oof.npy"), np.load(run / "test.npy")
 
 
-@pytest.mark.parametrize("kill_after_folds", [0, 2])
+@pytest.mark.parametrize("kill_after_folds", [pytest.param(0, marks=pytest.mark.slow), 2])
 def test_sigkill_then_resume_equals_uninterrupted(tiny, kill_after_folds):
     comp("run", "tfidf", "--run-id", "reference", workspace=tiny)
     reference = _arrays(tiny, "reference")

@@ -15,7 +15,7 @@ TINY_NET = ["--set", "from=bert,image", "--set", "epochs=2", "--set", "batch_siz
             "--set", "d_block=16", "--set", "heads=2", "--set", "categorical_dim=4"]
 
 
-@pytest.mark.parametrize("arch", ["mlp", "resnet", "ftt"])
+@pytest.mark.parametrize("arch", ["mlp", "resnet", pytest.param("ftt", marks=pytest.mark.slow)])
 def test_each_architecture_trains_and_stores_its_embeddings(parents, arch):  # noqa: F811
     run_id = run_id_of(comp("run", "tabnn", *TINY_NET, "--set", f"arch={arch}", workspace=parents))
     record, oof, test = finished_run(parents, run_id, emb_dim=16)
