@@ -10,7 +10,6 @@ once), `test_missing_images` and `test_corrupt_images` on fold 0.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -62,11 +61,6 @@ class BackboneParams(Params):
             close = difflib.get_close_matches(self.backbone, timm.list_models(), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise CompError(f"unknown timm backbone {self.backbone!r}{hint}")
-
-    def backbone_params(self) -> BackboneParams:
-        """Only the backbone's fields (a family's Params extend these)."""
-        names = {f.name for f in dataclasses.fields(BackboneParams)}
-        return BackboneParams(**{k: v for k, v in vars(self).items() if k in names})
 
 
 def open_rgb(path: Any, size: int | None = None) -> tuple[Image.Image | None, str]:
