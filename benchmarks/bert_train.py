@@ -26,7 +26,7 @@ from comp.data.demo import DemoSpec
 from comp.data.scaffold import init_demo
 from comp.data.workspace import Workspace
 from comp.metrics import METRICS
-from comp.models._text import build_encoder, load_tokenizer
+from comp.models._text import TextEncoder, build_encoder, load_tokenizer
 from comp.models.bert import Bert, BertParams, EncoderClassifier
 from comp.progress import Reporter
 from comp.project import Project
@@ -107,7 +107,8 @@ def trainer_baseline(params, tokenizer, train, valid, n_classes, output_dir):
 
     seed_everything(42)
     encoder, pretrained = build_encoder(None, params, tokenizer)
-    model = WithLoss(EncoderClassifier(encoder, n_classes, params.dropout, params.emb_dim, pretrained))
+    model = WithLoss(EncoderClassifier(TextEncoder(encoder, "mean"), n_classes, params.dropout,
+                                       params.emb_dim, pretrained))
 
     def padded(rows):
         encoded = tokenizer(list(rows.text), truncation=True, max_length=params.max_len,

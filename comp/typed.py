@@ -157,6 +157,11 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
             shown = ", ".join(map(str, choices))
             raise CompError(f"{name} must be one of {shown}, got {value!r}")
         return value
+    if origin is dict:
+        key_type, value_type = get_args(tp) or (str, Any)
+        if not isinstance(value, Mapping):
+            raise CompError(f"{name} must be a table, got {value!r}")
+        return {coerce(k, key_type, name): coerce(v, value_type, f"{name}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         (item_type, *_) = get_args(tp) or (str,)
         if isinstance(value, str):

@@ -1,7 +1,6 @@
 """The image family trained for real on the tiny demo's 32-pixel photos (CPU, seconds)."""
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -54,19 +53,6 @@ def test_image_trains_through_the_cli_counts_bad_images_and_is_deterministic(tin
     comp("run", "image", *FAST, "--set", "emb_dim=16", "--run-id", "b", workspace=tiny)
     np.testing.assert_array_equal(np.load(tiny / "runs/b/oof.npy"), oof)
     np.testing.assert_array_equal(np.load(tiny / "runs/b/emb_test.npy"), np.load(run / "emb_test.npy"))
-
-
-def test_pretrained_without_network_falls_back_to_random_weights_with_a_warning(tiny, tmp_path,
-                                                                                monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # fail at once instead of retrying the hub
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: nothing to find
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    result = comp("run", "image", *FAST, "--set", "pretrained=true", "--fold", "0", "--run-id", "p",
-                  workspace=tiny)
-    said = " ".join(result.stderr.split())  # rich wraps long lines
-    assert "'resnet10t' from RANDOM initialisation" in said and "Traceback" not in said
-    fold = json.loads((tiny / "runs/p/folds/0/fold.json").read_text())
-    assert fold["stats"]["pretrained_fallback"] == 1
 
 
 @pytest.fixture

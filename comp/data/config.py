@@ -58,6 +58,9 @@ class CompConfig:
     data: DataConfig
     cv: CVConfig = field(default_factory=CVConfig)
     name: str = "competition"
+    weights: dict[str, str] = field(default_factory=dict)
+    """Pretrained weights by name: a Hugging Face folder or a weights file, relative to the
+    workspace (`comp weights` lists them with the packaged ones)."""
 
     @property
     def id_column(self) -> str:

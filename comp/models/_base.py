@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from comp.data.competition import Table
+from comp.models._weights import WeightCatalog
 from comp.progress import Reporter
 
 
@@ -44,6 +45,8 @@ class RunSetup:
 
     train: Table
     parents: ParentRuns
+    weights: WeightCatalog = field(default_factory=WeightCatalog)
+    """Pretrained weights by name (`comp weights`)."""
 
 
 @dataclass(kw_only=True)
@@ -65,6 +68,8 @@ class FoldContext:
     reporter: Reporter
     user_root: Path
     """Relative paths a user writes in parameters (a checkpoint) are relative to this."""
+    weights: WeightCatalog = field(default_factory=WeightCatalog)
+    """Pretrained weights by name (`comp weights`)."""
     stats: dict[str, Any] = field(default_factory=dict)
     """Counts a model reports (e.g. missing images); summed over folds into run.json."""
 

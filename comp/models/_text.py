@@ -1,18 +1,25 @@
-"""Text machinery shared by the families with a text encoder (bert, huse): the tokenizer,
-the encoder, padding and pooling.
+"""Text machinery shared by the families with a text encoder (bert, huse, embed): the
+tokenizer, the encoder with its pooling, padding.
+
+A pretrained encoder (`backbone=NAME`: a name from `comp weights`, a local Hugging Face
+folder or a hub name) comes with its own tokenizer, its own maximum length (`max_len` is
+capped by it) and the pooling it was trained with (`pooling=auto`: the sentence-transformers
+pooling config when the folder has one, else `[CLS]`, the BERT convention).
 
 Without a backbone, an offline default trains for real on any machine: a small BERT built
 from a config in code, with a WordPiece tokenizer trained on the competition's own train
 and test text and cached in the workspace (built once, reused by every fold and run on
-the same data).
+the same data), mean-pooled.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,6 +27,7 @@ from torch import nn
 
 from comp.errors import CompError
 from comp.models._base import FoldContext
+from comp.models._training import freeze_layers
 from comp.typed import Params, param
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -28,10 +36,19 @@ PRETRAINED_BODY_LR = 3e-5
 
 @dataclass
 class TextEncoderParams(Params):
-    """Truncation, and the size of the offline default encoder (unused for a hub model);
-    shared by every family with a text encoder."""
+    """Truncation, pooling, frozen layers, and the size of the offline default encoder
+    (unused for a pretrained one); shared by every family with a text encoder."""
 
     max_len: int = param(128, ge=8)
+    """Longest token sequence; a pretrained encoder's own limit caps it."""
+    pooling: Literal["auto", "mean", "cls"] = "auto"
+    """auto: the encoder's sentence-transformers pooling when it has one, else cls for a
+    pretrained encoder and mean for the offline default."""
+    freeze_layers: int = param(0, ge=0)
+    """Freeze the embeddings and the first N transformer layers (0: train everything)."""
+    from_scratch: bool = False
+    """With a backbone: its architecture and tokenizer with random weights (the control
+    that shows what the pretrained weights bring)."""
     vocab_size: int = param(8000, ge=100)
     hidden: int = param(128, ge=8)
     layers: int = param(2, ge=1)
@@ -72,28 +89,91 @@ class PadCollate:
         return {"input_ids": input_ids, "attention_mask": (input_ids != self.pad_id).long()}
 
 
-def mean_pool(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The encoder's last hidden states averaged over the real (unpadded) tokens."""
-    mask = batch["attention_mask"]
-    hidden = encoder(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+class TextEncoder(nn.Module):
+    """A Hugging Face encoder and its pooling: a batch of token ids → one vector per row."""
+
+    def __init__(self, model: nn.Module, pooling: Literal["mean", "cls"]):
+        super().__init__()
+        self.model, self.pooling = model, pooling
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.model.gradient_checkpointing_enable()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)  # the real (unpadded) tokens
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+@dataclass
+class TextBackbone:
+    tokenizer: object
+    encoder: TextEncoder
+    pretrained: bool
+    max_len: int
+    """`max_len` capped by the encoder's own limit."""
+    source: str
+    """Where the weights came from: a folder, a hub name, or "offline default"."""
+
+    def encode(self, texts) -> list[list[int]]:
+        return encode_texts(self.tokenizer, texts, self.max_len)
+
+
+def load_text_backbone(backbone: str | None, p: TextEncoderParams, ctx: FoldContext) -> TextBackbone:
+    """The tokenizer and encoder of `backbone` (None: the offline default), with its pooling,
+    its first `p.freeze_layers` layers frozen, and the length it can take."""
+    source = ctx.weights.text_source(backbone) if backbone else None
+    tokenizer = load_tokenizer(source, p.vocab_size, ctx)
+    model, pretrained = build_encoder(source, p, tokenizer)
+    limits = [p.max_len, getattr(model.config, "max_position_embeddings", p.max_len)]
+    limits += [n for n in (getattr(tokenizer, "model_max_length", None),
+                           _sentence_config(source).get("max_seq_length")) if n and n < 1_000_000]
+    pooling = p.pooling
+    if pooling == "auto":
+        pooling = _sentence_pooling(source) or ("cls" if pretrained else "mean")
+    encoder = TextEncoder(model, pooling)
+    ctx.stats["text_weights"] = source if pretrained else "none"
+    frozen = freeze_layers(model, p.freeze_layers)
+    if frozen:
+        ctx.reporter.log(f"fold {ctx.fold}: froze {', '.join(frozen)}")
+    return TextBackbone(tokenizer, encoder, pretrained, min(limits), source or "offline default")
+
+
+def _sentence_config(source: str | None, name: str = "sentence_bert_config.json") -> dict:
+    path = Path(source or "") / name
+    return json.loads(path.read_text()) if source and path.is_file() else {}
+
+
+def _sentence_pooling(source: str | None) -> Literal["mean", "cls"] | None:
+    config = _sentence_config(source, "1_Pooling/config.json")
+    if config.get("pooling_mode_cls_token"):
+        return "cls"
+    if config.get("pooling_mode_mean_tokens"):
+        return "mean"
+    return None
 
 
 def encode_texts(tokenizer, texts, max_len: int) -> list[list[int]]:
     return tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
 
 
-def load_tokenizer(backbone: str | None, vocab_size: int, ctx: FoldContext):
-    """The tokenizer of `backbone` (hub name or folder), or the offline default's, trained
+def load_tokenizer(source: str | None, vocab_size: int, ctx: FoldContext):
+    """The tokenizer of `source` (a folder or hub name), or the offline default's, trained
     on the competition's text and cached per data and vocabulary size."""
     from transformers import AutoTokenizer
 
-    if backbone:
+    if source:
         try:
-            return AutoTokenizer.from_pretrained(backbone)
+            return AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as error:
-            raise CompError(f"cannot load the tokenizer of {backbone!r}: {error}") from None
+            raise ctx.weights.unavailable(source, "text", _first_line(error)) from None
     folder = ctx.cache / f"tokenizer-{ctx.data_hash}-{vocab_size}"
     if not (folder / "tokenizer.json").exists():
         _train_tokenizer(folder, ctx.corpus, vocab_size)
@@ -128,19 +208,27 @@ def _train_tokenizer(folder: Path, corpus: np.ndarray, vocab_size: int) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def build_encoder(backbone: str | None, p: TextEncoderParams, tokenizer) -> tuple[nn.Module, bool]:
-    """The hub encoder `backbone`, or the offline default's small BERT, and whether it is
-    pretrained."""
-    from transformers import AutoModel, BertConfig, BertModel
+def build_encoder(source: str | None, p: TextEncoderParams, tokenizer) -> tuple[nn.Module, bool]:
+    """The pretrained encoder at `source` (a folder or hub name), or the offline default's
+    small BERT, and whether it is pretrained."""
+    from transformers import AutoConfig, AutoModel, BertConfig, BertModel
+    from transformers.utils import logging
 
-    if backbone:
+    if source:
+        logging.disable_progress_bar()  # a bar per load, per fold, in the run's log
         try:
-            return AutoModel.from_pretrained(backbone), True
+            if p.from_scratch:
+                return AutoModel.from_config(AutoConfig.from_pretrained(source)), False
+            return AutoModel.from_pretrained(source), True
         except (OSError, ValueError) as error:
-            raise CompError(f"cannot load the encoder {backbone!r}: {error}") from None
+            raise CompError(f"cannot load the encoder {source!r}: {_first_line(error)}") from None
     config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=p.hidden, num_hidden_layers=p.layers,
         num_attention_heads=p.heads, intermediate_size=4 * p.hidden,
         max_position_embeddings=max(p.max_len, 16), pad_token_id=tokenizer.pad_token_id,
     )
     return BertModel(config, add_pooling_layer=False), False
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split("\n")[0].split())[:200]

@@ -42,6 +42,9 @@ class TrainParams(Params):
     body_lr: float | None = param(None, gt=0)
     """Learning rate of the body (encoder, backbone); default: the family's choice, low
     for pretrained weights, `lr` for a body trained from scratch."""
+    llrd: float = param(1.0, gt=0, le=1)
+    """Layer-wise learning-rate decay of the body: its top layer trains at `body_lr`, each
+    layer below at `llrd` times the one above, the embeddings (stem) lowest; 1: off."""
     weight_decay: float = param(0.01, ge=0)
     warmup: float = param(0.1, ge=0, lt=1)
     """Fraction of the optimiser steps spent warming the learning rate up."""
@@ -81,7 +84,7 @@ class FoldModule(nn.Module):
         return lr / 10 if self.pretrained else lr
 
     def body_learning_rates(self, lr: float, body_lr: float | None) -> list[tuple[nn.Module, float]]:
-        """Parts with their own learning rate; every other parameter trains at `lr`."""
+        """Bodies with their own learning rate; every other parameter trains at `lr`."""
         return [(self.body, body_lr if body_lr is not None else self.default_body_lr(lr))]
 
     def loss(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]
@@ -271,10 +274,60 @@ def make_accelerator(params: TrainParams):
                        gradient_accumulation_steps=params.grad_accum)
 
 
+def layer_stack(body: nn.Module) -> tuple[str, nn.Sequential | nn.ModuleList] | None:
+    """The body's stack of layers (a transformer's `encoder.layer`, timm's `blocks` or
+    `stages`), outermost first, or None."""
+    for name, child in body.named_modules():
+        if (isinstance(child, nn.Sequential | nn.ModuleList) and len(child) >= 2
+                and name.rsplit(".", 1)[-1] in {"layer", "layers", "blocks", "stages"}):
+            return name, child
+    return None
+
+
+def layerwise_rates(body: nn.Module, top_lr: float, decay: float) -> dict[int, float]:
+    """Learning rate per parameter (by id): layer i of n trains at top_lr * decay**(n-1-i),
+    what comes before the stack (embeddings, stem) at top_lr * decay**n, the rest at top_lr."""
+    rates = {id(weight): top_lr for weight in body.parameters()}
+    found = layer_stack(body) if decay != 1 else None
+    if found is None:
+        return rates
+    name, layers = found
+    for i, layer in enumerate(layers):
+        rates.update({id(weight): top_lr * decay ** (len(layers) - 1 - i) for weight in layer.parameters()})
+    for weight_name, weight in body.named_parameters():
+        if weight_name.startswith(f"{name}."):
+            break
+        rates[id(weight)] = top_lr * decay ** len(layers)
+    return rates
+
+
+def freeze_layers(body: nn.Module, n: int) -> list[str]:
+    """Freeze what comes before the body's layer stack (embeddings) and its first `n` layers;
+    the names frozen."""
+    if n == 0:
+        return []
+    found = layer_stack(body)
+    if found is None:
+        raise CompError(f"freeze_layers needs a layer stack; {type(body).__name__} has none")
+    name, layers = found
+    if n > len(layers):
+        raise CompError(f"freeze_layers={n}, but the encoder has {len(layers)} layers")
+    frozen = []
+    for weight_name, weight in body.named_parameters():
+        if weight_name.startswith(f"{name}."):
+            break
+        weight.requires_grad = False
+        frozen.append(weight_name.split(".")[0])
+    for layer in layers[:n]:
+        layer.requires_grad_(False)
+    return [*dict.fromkeys(frozen), *(f"{name}.{i}" for i in range(n))]
+
+
 def _param_groups(module: FoldModule, p: TrainParams) -> list[dict[str, Any]]:
-    """Learning rates (bodies, new layers) × decay or not (biases and norms get none)."""
-    lr_of = {id(weight): lr for part, lr in module.body_learning_rates(p.lr, p.body_lr)
-             for weight in part.parameters()}
+    """Learning rates (bodies layer by layer, new layers) × decay or not (biases and norms
+    get none)."""
+    lr_of = {key: lr for part, top_lr in module.body_learning_rates(p.lr, p.body_lr)
+             for key, lr in layerwise_rates(part, top_lr, p.llrd).items()}
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, weight in module.named_parameters():
         if not weight.requires_grad:

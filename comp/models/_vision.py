@@ -25,6 +25,7 @@ from torch import nn
 from comp.data.competition import Table
 from comp.errors import CompError
 from comp.models._base import FoldContext
+from comp.models._weights import WeightCatalog, key_format_of, map_state_dict
 from comp.typed import Params, param
 
 OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
@@ -37,8 +38,8 @@ class BackboneParams(Params):
     backbone: str = "efficientnet_b0"
     """Any timm model name (`timm.list_models()`)."""
     pretrained: bool = False
-    """Load timm's pretrained weights (local HF cache, else the hub); on failure: a warning
-    and random initialisation."""
+    """ImageNet weights: local ones from `comp weights` (tf_efficientnet_lite0 offline), else
+    timm's source (its cache, else the hub); weights that cannot be had are an error."""
     checkpoint: str | None = None
     """A local weights file (.pth, .bin, .safetensors) loaded into the backbone, non-strict;
     relative paths are relative to the workspace."""
@@ -158,9 +159,8 @@ def freeze_blocks(backbone: nn.Module, n: int) -> list[str]:
     return names
 
 
-_PRETRAINED: dict[tuple[str, int | None], dict[str, torch.Tensor] | Exception] = {}
-"""Per process: the pretrained backbone weights by name, or why they could not be had, so
-later folds neither reload nor retry the hub (offline, each try costs a minute)."""
+_TIMM_PRETRAINED: dict[tuple[str, int | None], dict[str, torch.Tensor]] = {}
+"""Per process: timm's pretrained weights by model, so later folds do not reload them."""
 
 
 def build_backbone(p: BackboneParams, ctx: FoldContext) -> tuple[nn.Module, bool]:
@@ -168,33 +168,51 @@ def build_backbone(p: BackboneParams, ctx: FoldContext) -> tuple[nn.Module, bool
     import timm
 
     create: dict[str, Any] = dict(num_classes=0, drop_rate=0.0)
-    backbone, pretrained = timm.create_model(p.backbone, pretrained=False, **create), False
+    backbone = timm.create_model(p.backbone, pretrained=False, **create)
     if backbone.pretrained_cfg.get("fixed_input_size"):  # a ViT: position embeddings per size
         create["img_size"] = p.image_size
         backbone = timm.create_model(p.backbone, pretrained=False, **create)
     if p.pretrained:
-        key = (p.backbone, create.get("img_size"))
-        cfg = backbone.pretrained_cfg
-        if not any(cfg.get(k) for k in ("hf_hub_id", "url", "file", "state_dict")):
-            _PRETRAINED[key] = CompError("timm knows no pretrained weights for it")
-        if key not in _PRETRAINED:
-            try:
-                _PRETRAINED[key] = timm.create_model(p.backbone, pretrained=True, **create).state_dict()
-            except Exception as error:  # noqa: BLE001 - offline, no such weights, a bad file
-                _PRETRAINED[key] = error
-        weights = _PRETRAINED[key]
-        if isinstance(weights, Exception):
-            reason = f"{type(weights).__name__}: {' '.join(str(weights).split())[:160]}"
-            ctx.reporter.log(escape(f"WARNING: fold {ctx.fold} trains {p.backbone!r} from RANDOM "
-                                    f"initialisation: its pretrained weights did not load ({reason})"))
-            ctx.stats["pretrained_fallback"] = 1
-        else:
-            backbone.load_state_dict(weights)
-            pretrained = True
+        load_pretrained(backbone, p.backbone, ctx.weights, create, ctx)
     if p.checkpoint:
         load_checkpoint(backbone, p.checkpoint, ctx)
-        pretrained = True
-    return backbone, pretrained
+    return backbone, p.pretrained or bool(p.checkpoint)
+
+
+def load_pretrained(backbone: nn.Module, architecture: str, catalog: WeightCatalog,
+                    create: dict[str, Any], ctx: FoldContext | None = None) -> None:
+    """ImageNet weights for `architecture`: local weights from `comp weights` (mapped from
+    their key format, every tensor placed), else timm's own source (its cache, the hub). A
+    model whose weights cannot be had is an error, never a silent random initialisation."""
+    import timm
+
+    local = catalog.image_weights(architecture)
+    if local is not None:
+        from timm.models import load_state_dict
+
+        weights = load_state_dict(str(local.location))
+        mapped = map_state_dict(backbone.state_dict(), weights, local.key_format)
+        result = backbone.load_state_dict(mapped, strict=False)
+        if result.missing_keys:
+            raise CompError(f"{local.location.name} leaves {len(result.missing_keys)} tensors of "
+                            f"{architecture} random (e.g. {result.missing_keys[0]})")
+        if ctx is not None:
+            dropped = len(weights) - len(mapped)
+            ctx.reporter.log(escape(f"fold {ctx.fold}: {architecture} from {local.source}: all {len(mapped)} "
+                                    f"tensors placed ({local.key_format} keys), {dropped} not used "
+                                    "(classifier, batch counters)"))
+        return
+    key = (architecture, create.get("img_size"))
+    if key not in _TIMM_PRETRAINED:
+        cfg = backbone.pretrained_cfg
+        if not any(cfg.get(k) for k in ("hf_hub_id", "url", "file", "state_dict")):
+            raise catalog.unavailable(architecture, "image", "timm knows no pretrained weights for it")
+        try:
+            _TIMM_PRETRAINED[key] = timm.create_model(architecture, pretrained=True, **create).state_dict()
+        except Exception as error:  # noqa: BLE001 - offline, no such weights, a bad file
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"
+            raise catalog.unavailable(architecture, "image", reason) from None
+    backbone.load_state_dict(_TIMM_PRETRAINED[key])
 
 
 def build_frozen_backbone(p: BackboneParams, ctx: FoldContext) -> tuple[nn.Module, bool]:
@@ -208,7 +226,9 @@ def build_frozen_backbone(p: BackboneParams, ctx: FoldContext) -> tuple[nn.Modul
 
 
 def load_checkpoint(backbone: nn.Module, checkpoint: str, ctx: FoldContext) -> None:
-    """Non-strict: keys of another shape (a classifier) are dropped; missing keys reported."""
+    """A file in timm's keys loads non-strict: keys of another shape (a classifier) are
+    dropped, missing keys reported. One in EfficientNet-PyTorch's keys is mapped tensor by
+    tensor, and must place every tensor."""
     from timm.models import load_state_dict
 
     path = ctx.user_path(checkpoint)
@@ -219,6 +239,13 @@ def load_checkpoint(backbone: nn.Module, checkpoint: str, ctx: FoldContext) -> N
     except Exception as error:  # noqa: BLE001 - any reader failure is the user's file
         raise CompError(f"cannot read the checkpoint {path}: {error}") from None
     own = backbone.state_dict()
+    key_format = key_format_of(weights)
+    if key_format != "timm":
+        backbone.load_state_dict(map_state_dict(own, weights, key_format))
+        ctx.reporter.log(escape(f"fold {ctx.fold}: checkpoint {path.name}: {len(own)} tensors "
+                                f"placed ({key_format} keys mapped)"))
+        ctx.stats["checkpoint_missing_keys"] = 0
+        return
     fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not fitting:
         raise CompError(f"no weight of the checkpoint {path} fits the backbone "

@@ -1,7 +1,8 @@
 """HUSE: a text tower, an image tower and a shop embedding trained jointly (arXiv 1911.05978).
 
-- Text tower: the `bert` family's encoder (a hub model by `text_backbone`, or its offline
-  default built from the competition's text), mean pooling → dropout → Linear(→ `emb_dim`).
+- Text tower: the `bert` family's encoder (`text_backbone`: pretrained weights by name, or
+  its offline default built from the competition's text) and its pooling → dropout →
+  Linear(→ `emb_dim`).
 - Image tower: the `image` family's timm backbone (`image_backbone`, first `freeze_blocks`
   frozen) → dropout → Linear(→ `emb_dim`). A missing or corrupt image is a blank image,
   and a learned "missing" vector is added to its embedding; they are counted in run.json's
@@ -40,11 +41,10 @@ from comp.models._losses import cosine_distances, gap_loss, semantic_loss
 from comp.models._text import (
     PRETRAINED_BODY_LR,
     PadCollate,
+    TextBackbone,
+    TextEncoder,
     TextEncoderParams,
-    build_encoder,
-    encode_texts,
-    load_tokenizer,
-    mean_pool,
+    load_text_backbone,
 )
 from comp.models._training import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
 from comp.models._vision import (
@@ -64,11 +64,12 @@ CLASS_DISTANCE_FILE = "class_distance.npy"
 @dataclass
 class HuseParams(TextEncoderParams, TrainParams):
     text_backbone: str | None = None
-    """Hub name or local folder of the text encoder; None: the bert family's offline default."""
+    """A text encoder from `comp weights`, a local folder or a hub name; None: the bert
+    family's offline default, trained from scratch."""
     image_backbone: str = "resnet10t"
     """Any timm model name; small by default so that a CPU trains it (efficientnet_b0 on a GPU)."""
     image_pretrained: bool = False
-    """Load timm's pretrained weights for the image backbone (a warning and random init on failure)."""
+    """ImageNet weights for the image backbone (`comp weights`, timm's cache, the hub)."""
     image_size: int = param(64, ge=8)
     freeze_blocks: int = param(0, ge=0)
     crop_scale: float = param(0.8, gt=0, le=1)
@@ -109,7 +110,7 @@ class HuseNet(FoldModule):
     """forward(batch) → (logits, fused, image embedding, text embedding). `body` is the image
     backbone (it gets `body_lr`), `text_body` the text encoder (it gets `bert_lr`)."""
 
-    def __init__(self, p: HuseParams, text_encoder: nn.Module, text_pretrained: bool,
+    def __init__(self, p: HuseParams, text_encoder: TextEncoder, text_pretrained: bool,
                  image_backbone: nn.Module, image_pretrained: bool, n_shops: int, n_classes: int,
                  class_distance: torch.Tensor | None):
         super().__init__()
@@ -120,7 +121,7 @@ class HuseNet(FoldModule):
         features = getattr(image_backbone, "head_hidden_size", None) or image_backbone.num_features
         self.image_projection = nn.Sequential(nn.Dropout(p.dropout), nn.Linear(features, p.emb_dim))
         self.text_projection = nn.Sequential(
-            nn.Dropout(p.dropout), nn.Linear(text_encoder.config.hidden_size, p.emb_dim)
+            nn.Dropout(p.dropout), nn.Linear(text_encoder.hidden_size, p.emb_dim)
         )
         self.missing_image = nn.Parameter(torch.zeros(p.emb_dim))
         self.shop = nn.Embedding(n_shops + 1, p.shop_dim, padding_idx=0) if n_shops and p.shop_dim else None
@@ -141,7 +142,7 @@ class HuseNet(FoldModule):
         self.text_body.gradient_checkpointing_enable()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        text = self.text_projection(mean_pool(self.text_body, batch))
+        text = self.text_projection(self.text_body(batch))
         pixels = batch["pixel_values"]
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
@@ -196,19 +197,22 @@ class Huse(NeuralModel):
 
     def prepare(self, setup: RunSetup) -> None:
         check_images(setup.train, "the huse family")
+        if self.params.text_backbone:
+            setup.weights.text_source(self.params.text_backbone)
+        if self.params.image_pretrained:
+            setup.weights.image_weights(self.params.image_backbone)
 
     def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
         p = self.params
         image_params = p.image_params()
         check_images(train, "the huse family")
         self._ctx = ctx
-        self._tokenizer = load_tokenizer(p.text_backbone, p.vocab_size, ctx)
-        text_encoder, text_pretrained = build_encoder(p.text_backbone, p, self._tokenizer)
+        self._text = load_text_backbone(p.text_backbone, p, ctx)
         image_backbone, image_pretrained = build_frozen_backbone(image_params, ctx)
         self._train_transform, self._eval_transform, self._mean = transforms(image_backbone, image_params)
         self._shops = self._shop_vocabulary(train, ctx)
-        class_distance = self._class_distance(ctx, text_encoder)
-        module = HuseNet(p, text_encoder, text_pretrained, image_backbone, image_pretrained,
+        class_distance = self._class_distance(ctx)
+        module = HuseNet(p, self._text.encoder, self._text.pretrained, image_backbone, image_pretrained,
                          len(self._shops), ctx.n_classes,
                          None if class_distance is None else torch.from_numpy(class_distance))
         count_bad_images(valid.image_paths, p.image_size, ctx, prefix="")
@@ -217,7 +221,7 @@ class Huse(NeuralModel):
         train_ids, valid_ids = self._encode(train), self._encode(valid)
         data = FoldData(
             train=self._dataset(train, train_ids, training=True), valid=self._dataset(valid, valid_ids),
-            collate=HuseCollate(self._tokenizer.pad_token_id),
+            collate=HuseCollate(self._text.tokenizer.pad_token_id),
             train_lengths=[len(ids) for ids in train_ids], valid_lengths=[len(ids) for ids in valid_ids],
         )
         self._module = self._trainer.fit(module, data, valid.y)
@@ -229,10 +233,10 @@ class Huse(NeuralModel):
             self._count_unknown_shops(rows, prefix="test_")
         ids = self._encode(rows)
         return self._trainer.predict(self._module, self._dataset(rows, ids),
-                                     HuseCollate(self._tokenizer.pad_token_id), [len(i) for i in ids])
+                                     HuseCollate(self._text.tokenizer.pad_token_id), [len(i) for i in ids])
 
     def _encode(self, rows: Table) -> list[list[int]]:
-        return encode_texts(self._tokenizer, rows.text, self.params.max_len)
+        return self._text.encode(rows.text)
 
     def _dataset(self, rows: Table, input_ids: list[list[int]], training: bool = False) -> HuseDataset:
         transform = self._train_transform if training else self._eval_transform
@@ -267,7 +271,7 @@ class Huse(NeuralModel):
     # Class distances (A)
     # -----------------------------------------------------------------------------------------
 
-    def _class_distance(self, ctx: FoldContext, text_encoder: nn.Module) -> np.ndarray | None:
+    def _class_distance(self, ctx: FoldContext) -> np.ndarray | None:
         """A, computed by the first fold and stored with the run; None when L_sem is off."""
         p = self.params
         if not p.w_sem:
@@ -284,10 +288,9 @@ class Huse(NeuralModel):
         if p.sem_encoder == "tfidf":
             distance = _tfidf_distances(names)
         elif p.sem_encoder == "backbone":
-            distance = _encoder_distances(text_encoder, self._tokenizer, names, p.max_len)
+            distance = _encoder_distances(self._text, names)
         else:
-            encoder, tokenizer = _hub_encoder(p.sem_encoder, ctx)
-            distance = _encoder_distances(encoder, tokenizer, names, p.max_len)
+            distance = _encoder_distances(load_text_backbone(p.sem_encoder, TextEncoderParams(), ctx), names)
         distance = distance.astype(np.float32)
         np.fill_diagonal(distance, 0.0)
         atomic.save_npy(path, distance)
@@ -305,17 +308,12 @@ def _tfidf_distances(names: list[str]) -> np.ndarray:
 
 
 @torch.no_grad()
-def _encoder_distances(encoder: nn.Module, tokenizer, names: list[str], max_len: int,
-                       batch_size: int = 64) -> np.ndarray:
-    encoder.eval()
-    pad = PadCollate(tokenizer.pad_token_id).pad
-    input_ids = tokenizer(names, truncation=True, max_length=max_len)["input_ids"]
-    embeddings = [mean_pool(encoder, pad(input_ids[i:i + batch_size]))
-                  for i in range(0, len(names), batch_size)]
+def _encoder_distances(text: TextBackbone, names: list[str], batch_size: int = 64) -> np.ndarray:
+    """Cosine distances between the class names as the encoder pools them."""
+    was_training = text.encoder.training
+    text.encoder.eval()
+    pad = PadCollate(text.tokenizer.pad_token_id).pad
+    input_ids = text.encode(names)
+    embeddings = [text.encoder(pad(input_ids[i:i + batch_size])) for i in range(0, len(names), batch_size)]
+    text.encoder.train(was_training)
     return cosine_distances(torch.cat(embeddings)).clamp(0.0, 2.0).numpy()
-
-
-def _hub_encoder(name: str, ctx: FoldContext):
-    """The named encoder and its tokenizer (`sem_encoder=<hub name or local folder>`)."""
-    tokenizer = load_tokenizer(name, TextEncoderParams.vocab_size, ctx)
-    return build_encoder(name, TextEncoderParams(), tokenizer)[0], tokenizer

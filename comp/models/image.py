@@ -1,10 +1,11 @@
 """A timm backbone fine-tuned (or trained from scratch) on the product photos.
 
-Any timm model by name (`backbone`, EfficientNet-B0 by default). Weights come from timm's
-pretrained source (a local Hugging Face cache or the hub) with `pretrained=true`, from a
-local file with `checkpoint=...`, or from random initialisation, which is the default so
-that nothing downloads; a pretrained load that fails falls back to random weights with a
-warning and `pretrained_fallback` in run.json's stats. `freeze_blocks` freezes the stem
+Any timm model by name (`backbone`, EfficientNet-B0 by default). With `pretrained=true`
+its ImageNet weights come from `comp weights` (`tf_efficientnet_lite0` is packaged, in
+EfficientNet-PyTorch keys mapped onto timm's), else timm's own source (its cache, the hub);
+weights that cannot be had stop the run before it starts, never a silent random start.
+`checkpoint=FILE` loads a local file (timm or EfficientNet-PyTorch keys). Without either
+the backbone starts from random weights (the default, so nothing downloads). `freeze_blocks` freezes the stem
 and the first blocks (weights and batch-norm statistics). Training uses timm's train
 transform (random resized crop, flip, optional colour jitter), prediction its eval transform;
 `tta` averages the prediction of each image and its mirror image. Missing and corrupt
@@ -86,6 +87,8 @@ class ImageModel(NeuralModel):
 
     def prepare(self, setup: RunSetup) -> None:
         check_images(setup.train, "the image family")
+        if self.params.pretrained:
+            setup.weights.image_weights(self.params.backbone)
 
     def fit(self, train: Table, valid: Table, ctx: FoldContext) -> None:
         p = self.params

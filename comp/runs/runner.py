@@ -57,7 +57,8 @@ def start_run(project: Project, request: RunRequest, reporter: Reporter) -> RunR
     wanted = parse_folds(request.folds, folds.n_folds)
     if request.seed is not None and request.seed < 0:
         raise CompError(f"--seed must be 0 or more, got {request.seed}")
-    model.prepare(RunSetup(train=project.competition.train, parents=_parents(project)))
+    model.prepare(RunSetup(train=project.competition.train, parents=_parents(project),
+                           weights=project.weights))
     processes = Processes.from_env()
     record_id = None
     if processes.is_main:
@@ -214,7 +215,7 @@ def fold_context(project: Project, *, fold: int, seed: int, workdir: Path, run_w
         fold=fold, seed=seed, classes=competition.classes, class_names=competition.class_names,
         workdir=workdir, run_workdir=run_workdir, cache=project.workspace.cache,
         corpus=competition.corpus, data_hash=competition.data_hash, parents=_parents(project),
-        reporter=reporter, user_root=project.workspace.root,
+        reporter=reporter, user_root=project.workspace.root, weights=project.weights,
     )
 
 
