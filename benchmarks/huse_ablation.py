@@ -2,13 +2,20 @@
 with classification alone, next to the workspace's best `bert` and `image` runs.
 
 Runs `comp run huse --fold all` four times through the real CLI in a demo workspace
-(created with `comp init --demo` and `comp folds` if it does not exist yet), with the
-same `--set` settings for each, and prints each CV weighted F1, fold spread and time.
+(created with `comp init --demo [--language L]` and `comp folds` if it does not exist yet),
+with the same `--set` settings for each, and prints each CV weighted F1, fold spread and
+time, then `comp compare`'s verdict of each ablation against all losses.
 Runs are named `<prefix>_<setting>`; a finished one is reused (delete it, or pick another
 `--prefix`, after changing settings).
 
     .venv/bin/python benchmarks/huse_ablation.py demo --set epochs=3 --set length_buckets=true \
         --set image_size=24 --set max_len=64
+
+With both towers pretrained, on the English demo:
+
+    .venv/bin/python benchmarks/huse_ablation.py demo-en --language en --prefix pretrained \
+        --set text_backbone=all-MiniLM-L6-v2 --set image_backbone=tf_efficientnet_lite0 \
+        --set image_pretrained=true --set sem_encoder=backbone --set w_gap=0.3 ...
 """
 
 from __future__ import annotations
@@ -41,9 +48,10 @@ def main() -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="huse parameter for every run (repeatable)")
     parser.add_argument("--prefix", default="huse_ablation")
+    parser.add_argument("--language", default="ru", help="the demo's vocabulary when it is created")
     args = parser.parse_args()
     if not (args.workspace / "comp.toml").exists():
-        comp(args.workspace, "init", "--demo")
+        comp(args.workspace, "init", "--demo", "--language", args.language)
         comp(args.workspace, "folds")
 
     for setting, overrides in ABLATIONS.items():
@@ -63,6 +71,10 @@ def main() -> None:
     for label, entry in rows:
         spread = f"{entry['fold_mean']:.4f} ± {entry['fold_std']:.4f}"
         print(f"{label:<40} {entry['cv_score']:>14.4f} {spread:>18} {entry['duration_s']:>7.0f}s")
+    reference = f"{args.prefix}_all_losses"
+    for setting in list(ABLATIONS)[1:]:
+        verdict = json.loads(comp(args.workspace, "compare", reference, f"{args.prefix}_{setting}", "--json"))
+        print(f"comp compare {reference} {args.prefix}_{setting}: {verdict['verdict']}")
 
 
 if __name__ == "__main__":

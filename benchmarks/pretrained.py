@@ -111,7 +111,8 @@ def throughput(workspace: Path, rows: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workspace", type=Path, default=Path(tempfile.gettempdir()) / "comp-bench-pretrained")
+    parser.add_argument("--workspace", type=Path,
+                        default=Path(tempfile.gettempdir()) / "comp-bench-pretrained")
     parser.add_argument("--skip-runs", action="store_true", help="Only print the table and throughput.")
     parser.add_argument("--rows", type=int, default=1000, help="Rows for the throughput comparison.")
     args = parser.parse_args()

@@ -35,7 +35,7 @@ FAST = {
              "vocab_size": 1000, "emb_dim": 16, "shop_dim": 4},
     "fasttext": {"epoch": 5},
     "tfidf": {"min_df": 1, "char_max": 0},
-    "embed": {"text_backbone": "all-MiniLM-L6-v2", "max_len": 32, "Cs": [1.0, 10.0]},
+    "embed": {"text_backbone": "all-MiniLM-L6-v2", "max_len": 32, "Cs": "1,10"},
     "boost": {"rounds": 20, "threads": 1, "reduce": "none"},
     "tabnn": {"epochs": 15, "patience": 0, "lr": 0.003, "n_blocks": 1, "d_block": 16, "categorical_dim": 4},
 }

@@ -201,3 +201,27 @@ def test_regenerating_replaces_images_of_the_previous_data(tmp_path):
 def test_impossible_specs_are_refused(spec_changes):
     with pytest.raises(CompError, match="cannot make that demo"):
         replace(SMALL, **spec_changes)
+
+
+def test_the_english_demo_is_the_same_competition_in_english(small, tmp_path):
+    """Same schema, classes, class sizes, shops, numbers and images; only the words differ."""
+    import re
+
+    english = generate_demo(tmp_path, replace(SMALL, language="en"))
+    russian_dir, russian = small
+    assert english == russian
+    for split, schema in (("train", TRAIN_SCHEMA), ("test", TEST_SCHEMA)):
+        ru, en = (pd.read_parquet(folder / f"{split}.parquet") for folder in (russian_dir, tmp_path))
+        assert pq.read_schema(tmp_path / f"{split}.parquet").remove_metadata().equals(schema)
+        numbers = ["product_id", "shop_id", "rating", "sale"] + (["category_id"] if split == "train" else [])
+        for column in numbers:
+            assert ru[column].equals(en[column]), column
+        words = " ".join(en["text_fields"]) + " ".join(en.get("category_name", pd.Series([], dtype=str)))
+        assert not re.search("[а-яё]", words, re.IGNORECASE)
+    paths = pd.read_parquet(tmp_path / "train.parquet")["category_name"]
+    assert paths.str.startswith("All categories->").all()
+    images = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.jpg"))
+    assert images == sorted(p.relative_to(russian_dir) for p in russian_dir.rglob("*.jpg"))
+    english_more = DemoSpec(train_rows=874, test_rows=10, classes=874, image_size=None, seed=1, language="en")
+    generate_demo(tmp_path / "full", english_more)
+    assert pd.read_parquet(tmp_path / "full/train.parquet")["category_name"].nunique() == 874

@@ -13,6 +13,7 @@ from transformers import BertConfig, BertModel
 
 from comp.models import create_model
 from comp.models._losses import cosine_distances, gap_loss, semantic_loss, semantic_mask
+from comp.models._text import TextEncoder
 from comp.models.huse import HuseNet, HuseParams
 from comp.progress import Reporter
 from comp.project import Project
@@ -73,8 +74,9 @@ def test_sigma_masks_exactly_the_pairs_close_in_both_class_and_embedding():
 def _tiny_net(**overrides) -> tuple[HuseNet, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     p = HuseParams(emb_dim=8, shop_dim=3, dropout=0.0, margin=2.0, **overrides)
-    text = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32), add_pooling_layer=False)
+    text = TextEncoder(BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                            num_attention_heads=2, intermediate_size=32),
+                                 add_pooling_layer=False), "mean")
     image = timm.create_model("resnet10t", num_classes=0)
     net = HuseNet(p, text, False, image, False, n_shops=4, n_classes=3,
                   class_distance=torch.tensor([[0.0, 0.3, 0.9], [0.3, 0.0, 0.6], [0.9, 0.6, 0.0]]))
