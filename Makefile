@@ -77,8 +77,8 @@ demo-pretrained-lane-1:
 	  --set epochs=2 --set length_buckets=true --set channels_last=false
 
 demo-pretrained-lane-2:
-	$(DEMO_EN_LANE) run bert --fold all --name bert_minilm --set backbone=$(MINILM) --set epochs=3 \
-	  --set max_len=64 --set body_lr=1e-4 --set lr=2e-3 --set freeze_layers=2 --set length_buckets=true
+	$(DEMO_EN_LANE) run bert --fold all --name bert_minilm --set backbone=$(MINILM) --set epochs=4 \
+	  --set max_len=64 --set body_lr=2e-4 --set lr=3e-3 --set freeze_layers=2 --set length_buckets=true
 
 # Headless Chromium for the browser test of `comp report`: installed when missing and this
 # is a root Debian machine; elsewhere that one test skips and says why.
