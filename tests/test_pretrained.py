@@ -179,7 +179,7 @@ def test_fine_tuned_minilm_beats_the_same_architecture_from_scratch(english, tmp
 
 
 def test_embed_runs_feed_boost_and_tabnn_in_one_shared_space(english):
-    comp("run", "embed", "--name", "emb", "--set", f"text_backbone={MINILM}",
+    comp("run", "embed", "--name", "emb", "--set", f"text_backbone={MINILM}", "--set", "Cs=10,100",
          "--set", f"image_backbone={LITE0}", "--set", "image_size=32", workspace=english)
     record, oof, _ = finished_run(english, next(p.name for p in (english / "runs").glob("emb-*")),
                                   emb_dim=384 + 1280)
@@ -198,7 +198,7 @@ def test_embed_runs_feed_boost_and_tabnn_in_one_shared_space(english):
     comp("run", "boost", "--name", "boost_emb", "--set", "from=emb", "--set", "use=emb",
          "--set", "rounds=20", "--set", "threads=1", workspace=english)
     comp("run", "tabnn", "--name", "tabnn_emb", "--set", "from=emb", "--set", "use=emb",
-         "--set", "epochs=10", workspace=english)
+         "--set", "epochs=5", workspace=english)
     board = {e["name"]: e for e in json.loads(comp("leaderboard", "--json", workspace=english).stdout)}
     for name in ("boost_emb", "tabnn_emb"):
         assert board[name]["status"] == "done" and board[name]["parents"] == [record["id"]]
