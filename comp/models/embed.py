@@ -12,7 +12,7 @@ dimensions each has), whose strength `C` is chosen on an inner split of those tr
 (log loss) and refitted on all of them. Standardising every column instead let the 1,280
 image dimensions drown the 384 text ones: on the English demo's fold 0 (MiniLM + Lite0 at
 128 px) 0.733 weighted F1 at its best C against 0.780 (C=300) for the normalised blocks, and
-a plain LogisticRegression() (C=1) scored 0.719. The stored embedding
+a plain LogisticRegression() (C=1) scored 0.719 (benchmarks/embed_probe.py). The stored embedding
 (`emb_oof.npy`, `emb_test.npy`) is the raw frozen one, identical in every fold, which is what
 `boost` and `tabnn` read with `--set from=<this run>`.
 """
