@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,7 +28,7 @@ from torch import nn
 
 from comp.errors import CompError
 from comp.models._base import FoldContext
-from comp.models._training import freeze_layers
+from comp.models._training import freeze_layers, inference
 from comp.typed import Params, param
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -124,6 +125,26 @@ class TextBackbone:
 
     def encode(self, texts) -> list[list[int]]:
         return encode_texts(self.tokenizer, texts, self.max_len)
+
+    def embed(self, texts, batch_size: int = 64, device: torch.device | None = None,
+              track: Callable[[Iterable[int]], Iterable[int]] = iter) -> np.ndarray:
+        """The pooled embedding of each text, in order, without gradients: batches of similar
+        length (little padding), the encoder in eval mode meanwhile. `track` wraps the batch
+        starts (a progress bar)."""
+        device = device or torch.device("cpu")
+        ids = self.encode(texts)
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        pad = PadCollate(self.tokenizer.pad_token_id).pad
+        out = np.empty((len(ids), self.encoder.hidden_size), dtype=np.float32)
+        was_training = self.encoder.training
+        self.encoder.to(device).eval()
+        with inference(device):
+            for start in track(range(0, len(ids), batch_size)):
+                chunk = order[start:start + batch_size]
+                batch = {k: v.to(device) for k, v in pad([ids[i] for i in chunk]).items()}
+                out[chunk] = self.encoder(batch).float().cpu().numpy()
+        self.encoder.train(was_training)
+        return out
 
 
 def load_text_backbone(backbone: str | None, p: TextEncoderParams, ctx: FoldContext) -> TextBackbone:

@@ -12,6 +12,7 @@ or many (`accelerate launch`) run the same code.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from abc import abstractmethod
@@ -272,6 +273,13 @@ def make_accelerator(params: TrainParams):
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(cpu=not on_gpu, mixed_precision=precision,
                        gradient_accumulation_steps=params.grad_accum)
+
+
+@contextlib.contextmanager
+def inference(device: torch.device) -> Iterator[None]:
+    """No gradients; bf16 on a GPU (outputs are returned as float32 by their callers)."""
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+        yield
 
 
 def layer_stack(body: nn.Module) -> tuple[str, nn.Sequential | nn.ModuleList] | None:

@@ -25,7 +25,7 @@ from torch import nn
 from comp.data.competition import Table
 from comp.errors import CompError
 from comp.models._base import FoldContext
-from comp.models._weights import WeightCatalog, key_format_of, map_state_dict
+from comp.models._weights import KeyFormat, WeightCatalog, key_format_of, map_state_dict
 from comp.typed import Params, param
 
 OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
@@ -191,16 +191,11 @@ def load_pretrained(backbone: nn.Module, architecture: str, catalog: WeightCatal
         from timm.models import load_state_dict
 
         weights = load_state_dict(str(local.location))
-        mapped = map_state_dict(backbone.state_dict(), weights, local.key_format)
-        result = backbone.load_state_dict(mapped, strict=False)
-        if result.missing_keys:
-            raise CompError(f"{local.location.name} leaves {len(result.missing_keys)} tensors of "
-                            f"{architecture} random (e.g. {result.missing_keys[0]})")
+        placed = place_weights(backbone, weights, local.key_format, local.location.name)
         if ctx is not None:
-            dropped = len(weights) - len(mapped)
-            ctx.reporter.log(escape(f"fold {ctx.fold}: {architecture} from {local.source}: all {len(mapped)} "
-                                    f"tensors placed ({local.key_format} keys), {dropped} not used "
-                                    "(classifier, batch counters)"))
+            ctx.reporter.log(escape(f"fold {ctx.fold}: {architecture} from {local.source}: all {placed} "
+                                    f"tensors placed ({local.key_format} keys), {len(weights) - placed} "
+                                    "not used (classifier, batch counters)"))
         return
     key = (architecture, create.get("img_size"))
     if key not in _TIMM_PRETRAINED:
@@ -213,6 +208,18 @@ def load_pretrained(backbone: nn.Module, architecture: str, catalog: WeightCatal
             reason = f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"
             raise catalog.unavailable(architecture, "image", reason) from None
     backbone.load_state_dict(_TIMM_PRETRAINED[key])
+
+
+def place_weights(backbone: nn.Module, weights: dict[str, torch.Tensor], key_format: KeyFormat,
+                  what: str) -> int:
+    """`weights` (keys in `key_format`) loaded into `backbone`, which must have every tensor
+    placed (an error names what would stay random); how many were placed."""
+    mapped = map_state_dict(backbone.state_dict(), weights, key_format)
+    missing = backbone.load_state_dict(mapped, strict=False).missing_keys
+    if missing:
+        raise CompError(f"{what} leaves {len(missing)} tensors of {type(backbone).__name__} random "
+                        f"(e.g. {missing[0]})")
+    return len(mapped)
 
 
 def build_frozen_backbone(p: BackboneParams, ctx: FoldContext) -> tuple[nn.Module, bool]:
@@ -241,8 +248,8 @@ def load_checkpoint(backbone: nn.Module, checkpoint: str, ctx: FoldContext) -> N
     own = backbone.state_dict()
     key_format = key_format_of(weights)
     if key_format != "timm":
-        backbone.load_state_dict(map_state_dict(own, weights, key_format))
-        ctx.reporter.log(escape(f"fold {ctx.fold}: checkpoint {path.name}: {len(own)} tensors "
+        placed = place_weights(backbone, weights, key_format, path.name)
+        ctx.reporter.log(escape(f"fold {ctx.fold}: checkpoint {path.name}: all {placed} tensors "
                                 f"placed ({key_format} keys mapped)"))
         ctx.stats["checkpoint_missing_keys"] = 0
         return

@@ -25,6 +25,7 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -78,10 +79,15 @@ class WeightCatalog:
 
     def available(self) -> list[Weights]:
         """Every set of weights found, first source first; a name appears once."""
+        return list(self._found)
+
+    @cached_property
+    def _found(self) -> tuple[Weights, ...]:
+        """Scanned once per catalog (per command): every fold and split asks again."""
         found: dict[tuple[str, Kind], Weights] = {}
         for weights in (*self._configured(), *self._env_folders(), *_packaged(), *_hf_cache()):
             found.setdefault((weights.name, weights.kind), weights)
-        return list(found.values())
+        return tuple(found.values())
 
     def find(self, name: str, kind: Kind) -> Weights | None:
         for weights in self.available():

@@ -19,7 +19,6 @@ a plain LogisticRegression() (C=1) scored 0.719 (benchmarks/embed_probe.py). The
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -188,28 +187,18 @@ class Embed(Model):
         return torch.device(self.params.device)
 
     def _encode_text(self, rows: Table) -> np.ndarray:
-        from comp.models._text import PadCollate, TextEncoderParams, load_text_backbone
+        from comp.models._text import TextEncoderParams, load_text_backbone
 
         p, ctx = self.params, self._ctx
         text = load_text_backbone(p.text_backbone, TextEncoderParams(max_len=p.max_len, pooling=p.pooling),
                                   ctx)
-        device = self._device()
-        encoder = text.encoder.to(device).eval()
-        ids = text.encode(rows.text)
-        order = np.argsort([len(i) for i in ids], kind="stable")  # little padding per batch
-        pad = PadCollate(text.tokenizer.pad_token_id).pad
-        out = np.empty((len(ids), text.encoder.hidden_size), dtype=np.float32)
-        starts = range(0, len(ids), p.batch_size)
-        with _inference(device):
-            for start in ctx.reporter.track(starts, f"fold {ctx.fold} text embeddings"):
-                chunk = order[start:start + p.batch_size]
-                batch = {k: v.to(device) for k, v in pad([ids[i] for i in chunk]).items()}
-                out[chunk] = encoder(batch).float().cpu().numpy()
-        return out
+        return text.embed(rows.text, p.batch_size, self._device(),
+                          track=lambda starts: ctx.reporter.track(starts, f"fold {ctx.fold} text embeddings"))
 
     def _encode_images(self, rows: Table) -> np.ndarray:
         import torch
 
+        from comp.models._training import inference
         from comp.models._vision import (
             BackboneParams,
             ImageDataset,
@@ -229,7 +218,7 @@ class Embed(Model):
         loader = torch.utils.data.DataLoader(ImageDataset(rows.image_paths, None, evaluate, size, mean),
                                              batch_size=p.batch_size, collate_fn=collate)
         batches = ctx.reporter.track(loader, f"fold {ctx.fold} image embeddings")
-        with _inference(device):
+        with inference(device):
             return np.concatenate([backbone(b["pixel_values"].to(device)).float().cpu().numpy()
                                    for b in batches])
 
@@ -241,15 +230,6 @@ def _log_loss(probe, x: np.ndarray, y: np.ndarray) -> float:
     proba = probe.predict_proba(x)
     true = np.array([proba[r, column[label]] if label in column else 0.0 for r, label in enumerate(y)])
     return float(-np.log(np.clip(true, 1e-15, 1.0)).mean())
-
-
-@contextlib.contextmanager
-def _inference(device):
-    """No gradients; bf16 on a GPU (the embeddings are stored as float32)."""
-    import torch
-
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-        yield
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -307,13 +307,6 @@ def _tfidf_distances(names: list[str]) -> np.ndarray:
     return np.clip(1.0 - (vectors @ vectors.T).toarray(), 0.0, 2.0)
 
 
-@torch.no_grad()
-def _encoder_distances(text: TextBackbone, names: list[str], batch_size: int = 64) -> np.ndarray:
+def _encoder_distances(text: TextBackbone, names: list[str]) -> np.ndarray:
     """Cosine distances between the class names as the encoder pools them."""
-    was_training = text.encoder.training
-    text.encoder.eval()
-    pad = PadCollate(text.tokenizer.pad_token_id).pad
-    input_ids = text.encode(names)
-    embeddings = [text.encoder(pad(input_ids[i:i + batch_size])) for i in range(0, len(names), batch_size)]
-    text.encoder.train(was_training)
-    return cosine_distances(torch.cat(embeddings)).clamp(0.0, 2.0).numpy()
+    return cosine_distances(torch.from_numpy(text.embed(names))).clamp(0.0, 2.0).numpy()
