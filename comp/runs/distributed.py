@@ -34,6 +34,17 @@ class Processes:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def close(self) -> None:
+        """Tear the process group down before the interpreter exits: left to exit-time
+        destructors, gloo's threads can abort a finished process (SIGABRT, "terminate called
+        without an active exception")."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
     def share(self, value: T) -> T:
         """The main process's `value`, on every process (a barrier as well)."""
         if self.world_size == 1:

@@ -64,7 +64,10 @@ def start_run(project: Project, request: RunRequest, reporter: Reporter) -> RunR
     if processes.is_main:
         record_id = _create_or_join(project, model, request).id
     record = project.store.load(processes.share(record_id))
-    return FoldLoop(project, record, reporter, processes).train(wanted)
+    try:
+        return FoldLoop(project, record, reporter, processes).train(wanted)
+    finally:
+        processes.close()
 
 
 def resume_run(project: Project, ref: str, fold_spec: str, reporter: Reporter) -> RunRecord:
@@ -73,7 +76,11 @@ def resume_run(project: Project, ref: str, fold_spec: str, reporter: Reporter) -
     if record.model in {"blend", "import"}:
         raise CompError(f"run {record.id} was not trained by comp run: nothing to resume")
     wanted = parse_folds(fold_spec, project.folds.n_folds)
-    return FoldLoop(project, record, reporter, Processes.from_env()).train(wanted)
+    processes = Processes.from_env()
+    try:
+        return FoldLoop(project, record, reporter, processes).train(wanted)
+    finally:
+        processes.close()
 
 
 def _parents(project: Project) -> StoredParents:
