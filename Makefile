@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[dev,mlflow,weights]"
+	$(BIN)/pip install -q -e ".[dev,mlflow,weights,scale]"
 	touch $(STAMP)
 
 # The main job end to end on the built-in demo competition, in a fresh ./demo workspace.

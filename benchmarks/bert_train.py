@@ -30,7 +30,8 @@ from comp.models._text import TextEncoder, build_encoder, load_tokenizer
 from comp.models.bert import Bert, BertParams, EncoderClassifier
 from comp.progress import Reporter
 from comp.project import Project
-from comp.runs.runner import fold_context, seed_everything
+from comp.runs.fold import seed_everything
+from comp.runs.runner import fold_context
 
 
 class WithLoss(torch.nn.Module):

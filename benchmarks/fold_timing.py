@@ -7,7 +7,7 @@ import time
 from comp.data.competition import Table
 from comp.metrics import METRICS
 from comp.models._base import FoldContext, Model
-from comp.runs.runner import seed_everything
+from comp.runs.fold import seed_everything
 
 
 def timed_fit(model: Model, ctx: FoldContext, train: Table, valid: Table) -> tuple[float, float]:

@@ -40,7 +40,8 @@ from comp.models._vision import ImageDataset, collate, transforms
 from comp.models.image import ImageModel, ImageParams
 from comp.progress import Reporter
 from comp.project import Project
-from comp.runs.runner import fold_context, seed_everything
+from comp.runs.fold import seed_everything
+from comp.runs.runner import fold_context
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -65,6 +66,29 @@ def _workspace_option(
         from comp.threads import cap_threads
 
         cap_threads(threads)
+
+
+ExecutorOption = Annotated[str | None, typer.Option(
+    "--executor", help="Where folds train: local (here, one after another) or ray (Ray tasks; "
+    "default: comp.toml [executor], else local).")]
+AddressOption = Annotated[str | None, typer.Option(
+    "--address", help="Ray cluster: auto (the one `ray start` made here) or ray://HOST:PORT; "
+    "default: a private cluster on this machine.")]
+CpusOption = Annotated[int | None, typer.Option("--cpus-per-fold", help="Ray: CPUs per fold task.")]
+GpusOption = Annotated[float | None, typer.Option("--gpus-per-fold", help="Ray: GPUs per fold task.")]
+
+
+def _executor(project: Project, kind: str | None, address: str | None, cpus: int | None,
+              gpus: float | None):
+    """comp.toml's [executor], with what the command line gives on top."""
+    from comp.data.config import ExecutorConfig
+    from comp.typed import build
+
+    given = {"kind": kind, "address": address, "cpus_per_fold": cpus, "gpus_per_fold": gpus}
+    given = {key: value for key, value in given.items() if value is not None}
+    if given.keys() - {"kind"} and given.get("kind", project.config.executor.kind) == "local":
+        raise CompError("--address, --cpus-per-fold and --gpus-per-fold need --executor ray")
+    return build(ExecutorConfig, {**dataclasses.asdict(project.config.executor), **given}, "--executor")
 
 
 def _split(values: str | None) -> list[str]:
@@ -175,12 +199,18 @@ def run(
     run_id: Annotated[str | None, typer.Option(help="Create or join the run with this id.")] = None,
     resume: Annotated[str | None, typer.Option(help="Finish the missing folds of a run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default: comp.toml).")] = None,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
+    cpus_per_fold: CpusOption = None,
+    gpus_per_fold: GpusOption = None,
 ) -> None:
     """Train a model family on the fixed folds; store OOF and test predictions.
 
     Examples:
 
       comp run tfidf --fold all --set C=4 --name tfidf_c4
+
+      comp run bert --executor ray --gpus-per-fold 1   (folds in parallel, one GPU each)
 
       comp run fasttext --fold 0 --run-id ft_a   (then --fold 1 .. on other machines)
 
@@ -192,11 +222,12 @@ def run(
     from comp.typed import parse_overrides
 
     project = state.project
+    pool = _executor(project, executor, address, cpus_per_fold, gpus_per_fold)
     with Reporter.open(err, quiet=os.environ.get("RANK", "0") != "0") as reporter:
         if resume:
             if model or set_:
                 raise CompError("--resume takes the model and parameters from the run: omit them")
-            record = runner.resume_run(project, resume, fold, reporter)
+            record = runner.resume_run(project, resume, fold, reporter, pool)
         else:
             if not model:
                 raise CompError(f"name a model ({', '.join(available_models())}) or --resume RUN")
@@ -204,7 +235,7 @@ def run(
                 model=model, params=parse_overrides(set_ or []), folds=fold,
                 name=name, run_id=run_id, seed=seed,
             )
-            record = runner.start_run(project, request, reporter)
+            record = runner.start_run(project, request, reporter, pool)
     if record.status == "done":
         out.print(
             f"run {record.id}: {record.metric} {record.cv_score:.4f} "
@@ -215,6 +246,141 @@ def run(
             f"run {record.id}: {len(record.folds_done)}/{record.n_folds} folds done; "
             f"finish with `comp run --resume {record.id}`"
         )
+
+
+@app.command("queue")
+def queue_command(
+    plan_file: Annotated[str, typer.Argument(
+        help="The plan: [[run]] tables (name, model, set, after), [blend].")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; train nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
+    cpus_per_fold: CpusOption = None,
+    gpus_per_fold: GpusOption = None,
+) -> None:
+    """Train a plan of runs, each after the runs it depends on, then blend them.
+
+    Runs already done with the same model, parameters, folds and data are skipped; a run
+    that fails is reported and only the runs that depend on it are left out.
+
+    Examples:
+
+      comp queue plan.toml --dry-run
+
+      comp queue plan.toml --executor ray --cpus-per-fold 1
+    """
+    from comp.progress import Reporter
+    from comp.queue import describe, load_plan, run_plan
+
+    project = state.project
+    plan = load_plan(plan_file, project.workspace.root)
+    pool = _executor(project, executor, address, cpus_per_fold, gpus_per_fold)
+    with Reporter.open(err) as reporter:
+        if dry_run:
+            rows = describe(project, plan, reporter)
+        else:
+            rows = [dataclasses.asdict(o) for o in run_plan(project, plan, reporter, pool)]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        columns = list(rows[0]) if rows else []
+        table = RichTable(title="plan" if dry_run else "queue")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(escape(_cell(row[c])) for c in columns))
+        out.print(table)
+    if not dry_run and any(row["state"] in {"failed", "not run"} for row in rows):
+        raise typer.Exit(1)
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+@app.command("tune")
+def tune_command(
+    model: Annotated[str | None, typer.Argument(help="Model family to tune, e.g. tfidf.")] = None,
+    trials: Annotated[int, typer.Option(help="Trials this process runs.")] = 20,
+    timeout: Annotated[float | None, typer.Option(help="Seconds after which no new trial starts.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the model's).")] = None,
+    space: Annotated[str | None, typer.Option(help="TOML file of ranges overriding the family's.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Pin a parameter: key=value.")] = None,
+    pruner: Annotated[str, typer.Option(
+        help="Stop worse trials early: wilcoxon, median or none.")] = "wilcoxon",
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL shared by many machines (default: runs/studies/STUDY.journal).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    show: Annotated[str | None, typer.Option(
+        "--show", help="Print STUDY: best trial, parameter importances, history.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --show: machine-readable.")] = False,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
+    cpus_per_fold: CpusOption = None,
+    gpus_per_fold: GpusOption = None,
+) -> None:
+    """Search a family's parameters with Optuna: each trial is a run on the fixed folds.
+
+    Examples:
+
+      comp tune tfidf --trials 20
+
+      comp tune tfidf --trials 10 --set classifier=logreg --space space.toml
+
+      comp tune --show tfidf
+    """
+    from comp import tune as tuning
+
+    project = state.project
+    if show is not None:
+        if model:
+            raise CompError("--show takes a study name, not a model")
+        _print_study(tuning.summarize(project, show, storage), as_json)
+        return
+    if not model:
+        from comp.models import available_models
+
+        raise CompError(f"name a model to tune ({', '.join(available_models())}) or --show STUDY")
+    from comp.progress import Reporter
+    from comp.typed import build, parse_overrides
+
+    request = build(tuning.TuneRequest, {
+        "model": model, "trials": trials, "timeout": timeout, "study": study, "space": space,
+        "pinned": parse_overrides(set_ or []), "pruner": pruner, "storage": storage, "seed": seed,
+    }, "comp tune")
+    pool = _executor(project, executor, address, cpus_per_fold, gpus_per_fold)
+    with Reporter.open(err) as reporter:
+        summary = tuning.tune(project, request, reporter, pool)
+    _print_study(summary, as_json=False)
+
+
+def _print_study(summary, as_json: bool) -> None:
+    from comp.tune import shown, summary_json
+
+    if as_json:
+        sys.stdout.write(json.dumps(summary_json(summary), indent=2, default=str) + "\n")
+        return
+    best = summary.best
+    out.print(f"study {summary.name}: {summary.model}, {summary.direction} {summary.metric}, "
+              f"{len(summary.trials)} trials", highlight=False)
+    if best:
+        out.print(f"best: trial {best.number}, {summary.metric} {best.value:.4f}, run {best.run_id}: "
+                  f"{shown(best.params)}", highlight=False, soft_wrap=True)
+    if summary.importances:
+        ranked = ", ".join(f"{k} {v:.2f}" for k, v in summary.importances.items())
+        out.print(f"importances: {ranked}", highlight=False, soft_wrap=True)
+    table = RichTable(title="history")
+    for column in ("trial", "state", summary.metric, "folds", "run", "params"):
+        table.add_column(column, justify="right" if column in {"trial", "folds"} else "left")
+    for t in summary.trials:
+        value = _fmt(t.value) if t.state == "COMPLETE" else ""  # a pruned trial's is one fold's
+        table.add_row(str(t.number), t.state.lower(), value, str(t.folds), t.run_id or "", shown(t.params))
+    out.print(table)
 
 
 @app.command("leaderboard")

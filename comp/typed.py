@@ -8,6 +8,8 @@ a Python keyword carries a trailing underscore (`from_`) and is written without 
 Ranges are declared next to the defaults, `epochs: int = param(4, ge=1)`, and checked when
 the dataclass is built (`Params.__post_init__`), so an impossible value never reaches a
 run. A subclass that only changes a default (`epochs: int = 6`) keeps its base's range.
+Tuning ranges sit there too, `C: float = param(10.0, gt=0, tune=Tune(0.1, 100, log=True))`:
+`comp tune` searches them (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -45,10 +47,39 @@ class Range:
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Tune:
+    """Where `comp tune` searches a parameter: numbers from `low` to `high` (on a log
+    scale with `log`, in steps of `step`), or one of `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def problem(self) -> str | None:
+        if self.choices is not None:
+            return None if len(self.choices) > 0 else "choices must not be empty"
+        if self.low is None or self.high is None:
+            return "needs low and high, or choices"
+        if not self.low < self.high:
+            return f"low ({self.low:g}) must be below high ({self.high:g})"
+        if self.log and self.low <= 0:
+            return f"a log range must start above 0, got low={self.low:g}"
+        if self.step is not None and (self.step <= 0 or self.log):
+            return "step must be above 0, and a log range takes no step"
+        return None
+
+
 def param(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
-          le: float | None = None, lt: float | None = None, **field_options: Any) -> Any:
-    """A dataclass field with its default and the range its value must lie in."""
-    metadata = {"range": Range(ge, gt, le, lt)}
+          le: float | None = None, lt: float | None = None, tune: Tune | None = None,
+          **field_options: Any) -> Any:
+    """A dataclass field with its default, the range its value must lie in and, with
+    `tune`, where `comp tune` searches it."""
+    metadata: dict[str, Any] = {"range": Range(ge, gt, le, lt)}
+    if tune is not None:
+        metadata["tune"] = tune
     return dataclasses.field(default=default, metadata=metadata, **field_options)
 
 
@@ -69,10 +100,24 @@ class Params:
 
 def declared_range(cls: type, name: str) -> Range | None:
     """The range declared for field `name` by `cls` or the nearest base that declares one."""
+    return _declared(cls, name, "range")
+
+
+def tuning_space(cls: type) -> dict[str, Tune]:
+    """The tuning ranges the fields of `cls` declare (inherited ones too), by written name."""
+    space = {}
+    for f in dataclasses.fields(cls):
+        tune = _declared(cls, f.name, "tune")
+        if tune is not None:
+            space[_written_name(f.name)] = tune
+    return space
+
+
+def _declared(cls: type, name: str, key: str) -> Any:
     for klass in cls.__mro__:
         declared = getattr(klass, "__dataclass_fields__", {}).get(name)
-        if declared is not None and "range" in declared.metadata:
-            return declared.metadata["range"]
+        if declared is not None and key in declared.metadata:
+            return declared.metadata[key]
     return None
 
 _TRUE = {"true", "1", "yes", "on"}

@@ -148,3 +148,15 @@ def bare_context(scratch: Path, classes: list, reporter):
     return FoldContext(fold=0, seed=0, classes=classes, class_names=None, workdir=scratch,
                        run_workdir=scratch, cache=scratch / ".cache", corpus=np.array([], dtype=object),
                        data_hash="none", parents=NoParents(), reporter=reporter, user_root=scratch)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """One local Ray cluster for the whole test run: 2 CPUs and 2 logical GPUs, so GPU
+    scheduling is tested without a GPU. This process is connected to it (library calls
+    use it as it is); CLI processes join it with `--address` (the returned address)."""
+    ray = pytest.importorskip("ray")
+    context = ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
+                       object_store_memory=200 * 2**20, configure_logging=False)
+    yield context.address_info["gcs_address"]
+    ray.shutdown()

@@ -22,7 +22,8 @@ from comp.models import available_models, create_model, model_class
 from comp.models._base import RunSetup
 from comp.progress import Reporter
 from comp.project import Project
-from comp.runs.runner import fold_context, seed_everything
+from comp.runs.fold import seed_everything
+from comp.runs.runner import fold_context
 from comp.typed import declared_range
 from tests.conftest import comp, one_clear_error, tree_digest
 

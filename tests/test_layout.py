@@ -1,5 +1,6 @@
-"""The package layout is the pipeline: data → models → runs → blend → submissions → report
-→ cli, with shared pieces below all of them, and nothing imports a higher stage.
+"""The package layout is the pipeline: data → models → runs → blend | tune → queue |
+submissions → report → cli, with shared pieces below all of them, and nothing imports a
+higher stage.
 
 Read from the source with `ast`, every import counts, the ones inside functions too. The
 module-level import graph must also be acyclic with the model registry made eager (every
@@ -21,6 +22,8 @@ STAGES = {
     "comp.runs": 3,
     "comp.project": 3,
     "comp.blend": 4,
+    "comp.tune": 4,
+    "comp.queue": 5,
     "comp.submissions": 5,
     "comp.report": 6,
     "comp.cli": 7,

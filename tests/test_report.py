@@ -19,7 +19,8 @@ from comp.report import ReportLimits, build_report
 from comp.runs.store import RunStore
 from tests.conftest import comp
 
-INDEX_SECTIONS = ("leaderboard", "folds", "classes", "confusion", "correlation", "blends", "submissions")
+INDEX_SECTIONS = ("leaderboard", "folds", "classes", "confusion", "correlation", "blends", "submissions",
+                  "studies")
 RUN_SECTIONS = ("run", "params", "folds", "stats", "classes", "confusion", "parents")
 BLEND_NAME = "mix_co"
 COMPETITION_NAME = "<i>mix</i> & co"  # user text that looks like markup: the page must escape it

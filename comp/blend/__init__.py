@@ -130,11 +130,9 @@ def blend(project: Project, request: BlendRequest) -> RunRecord:
                 parent["drop_one"] = None
     fit_s = time.perf_counter() - started - read_s
     details["timing"] = {"read_s": round(read_s, 3), "fit_s": round(fit_s, 3)}
-    # drop_one measures the blend, it does not change it: not part of the recipe
-    params = {k: v for k, v in vars(request).items() if k not in {"name", "runs", "drop_one"}}
     return store_precomputed_run(
         project, name=request.name or f"blend-{request.method}",
-        model="blend", params={**params, "runs": [r.id for r in parents]},
+        model="blend", params=recipe(request, [r.id for r in parents]),
         oof=fit.oof, test=fit.test, parents=[r.id for r in parents],
         seed=request.seed, duration_s=time.perf_counter() - started, details=details,
     )
@@ -230,6 +228,13 @@ def _make_blender(request: BlendRequest, objective, parents: list[RunRecord]) ->
 def _weight(blender: Blender, m: int) -> float | None:
     weights = getattr(getattr(blender, "inner", blender), "weights", None)
     return None if weights is None else float(weights[m])
+
+
+def recipe(request: BlendRequest, run_ids: list[str]) -> dict[str, Any]:
+    """A blend's run.json params: what makes it, with its inputs by id."""
+    # drop_one measures the blend, it does not change it: not part of the recipe
+    params = {k: v for k, v in vars(request).items() if k not in {"name", "runs", "drop_one"}}
+    return {**params, "runs": run_ids}
 
 
 def _choose_parents(project: Project, request: BlendRequest) -> list[RunRecord]:

@@ -10,13 +10,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomllib
 
 from comp.errors import CompError
 from comp.metrics import METRICS
-from comp.typed import build
+from comp.typed import Params, build, param
 
 CONFIG_FILE = "comp.toml"
 
@@ -54,9 +54,26 @@ class CVConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig(Params):
+    """Where the folds of a run train: `local` (in this process, one after another) or
+    `ray` (each fold a Ray task with these resources; docs/scale.md)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    """A running Ray cluster: "auto" (the one `ray start` made here) or "ray://HOST:PORT";
+    none starts a private cluster on this machine for the command."""
+    cpus_per_fold: int = param(1, ge=1)
+    """CPUs a fold task reserves; its torch and BLAS threads are capped to them."""
+    gpus_per_fold: float = param(0, ge=0)
+    max_retries: int = param(2, ge=0)
+    """How often a fold whose worker died (a killed process, a lost node) is trained again."""
+
+
+@dataclass(frozen=True)
 class CompConfig:
     data: DataConfig
     cv: CVConfig = field(default_factory=CVConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     name: str = "competition"
     weights: dict[str, str] = field(default_factory=dict)
     """Pretrained weights by name: a Hugging Face folder or a weights file, relative to the

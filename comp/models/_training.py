@@ -29,7 +29,7 @@ from comp.data.competition import Table
 from comp.errors import CompError
 from comp.metrics import METRICS
 from comp.models._base import FoldContext, Model
-from comp.typed import Params, param
+from comp.typed import Params, Tune, param
 
 
 @dataclass
@@ -38,7 +38,7 @@ class TrainParams(Params):
 
     epochs: int = param(4, ge=1)
     batch_size: int = param(32, ge=1)
-    lr: float = param(1e-3, gt=0)
+    lr: float = param(1e-3, gt=0, tune=Tune(1e-4, 1e-2, log=True))
     """Learning rate of the new layers (head, projections)."""
     body_lr: float | None = param(None, gt=0)
     """Learning rate of the body (encoder, backbone); default: the family's choice, low
@@ -46,8 +46,8 @@ class TrainParams(Params):
     llrd: float = param(1.0, gt=0, le=1)
     """Layer-wise learning-rate decay of the body: its top layer trains at `body_lr`, each
     layer below at `llrd` times the one above, the embeddings (stem) lowest; 1: off."""
-    weight_decay: float = param(0.01, ge=0)
-    warmup: float = param(0.1, ge=0, lt=1)
+    weight_decay: float = param(0.01, ge=0, tune=Tune(1e-4, 0.1, log=True))
+    warmup: float = param(0.1, ge=0, lt=1, tune=Tune(0.0, 0.3))
     """Fraction of the optimiser steps spent warming the learning rate up."""
     grad_accum: int = param(1, ge=1)
     clip_norm: float = param(1.0, ge=0)

@@ -28,7 +28,7 @@ from comp.models._text import (
     load_text_backbone,
 )
 from comp.models._training import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
-from comp.typed import param
+from comp.typed import Tune, param
 
 
 @dataclass
@@ -36,7 +36,7 @@ class BertParams(TextEncoderParams, TrainParams):
     backbone: str | None = None
     """A name from `comp weights`, a local Hugging Face folder or a hub name; None: the
     offline default, trained from scratch."""
-    dropout: float = param(0.1, ge=0, lt=1)
+    dropout: float = param(0.1, ge=0, lt=1, tune=Tune(0.0, 0.5))
     emb_dim: int = param(0, ge=0)
     """Size of the stored embedding: 0 keeps the encoder's hidden size."""
     epochs: int = 6

@@ -28,7 +28,7 @@ from comp.data.competition import Table
 from comp.errors import CompError
 from comp.models._base import FoldContext, expand_columns
 from comp.models._features import FeatureMatrix, FeatureParams, FoldFeatures, SecondLevelModel
-from comp.typed import param
+from comp.typed import Tune, param
 
 Engine = Literal["lightgbm", "catboost", "pyboost"]
 
@@ -38,17 +38,17 @@ class BoostParams(FeatureParams):
     engine: Engine = "lightgbm"
     rounds: int = param(500, ge=1)
     """Most boosting rounds; early stopping on the held-out rows usually ends sooner."""
-    learning_rate: float = param(0.1, gt=0)
+    learning_rate: float = param(0.1, gt=0, tune=Tune(0.02, 0.3, log=True))
     early_stopping: int = param(20, ge=1)
     """Rounds without a better held-out log loss before stopping."""
-    leaves: int = param(15, ge=2)
+    leaves: int = param(15, ge=2, tune=Tune(7, 63))
     """LightGBM's num_leaves."""
     depth: int = param(4, ge=1, le=16)
     """CatBoost's and py-boost's tree depth."""
-    min_leaf: int = param(20, ge=1)
-    subsample: float = param(0.8, gt=0, le=1)
-    colsample: float = param(0.8, gt=0, le=1)
-    l2: float = param(1.0, ge=0)
+    min_leaf: int = param(20, ge=1, tune=Tune(5, 100, log=True))
+    subsample: float = param(0.8, gt=0, le=1, tune=Tune(0.5, 1.0))
+    colsample: float = param(0.8, gt=0, le=1, tune=Tune(0.3, 1.0))
+    l2: float = param(1.0, ge=0, tune=Tune(1e-3, 10, log=True))
     max_bin: int = param(63, ge=2)
     sketch_outputs: int = param(5, ge=1)
     """py-boost: gradient columns its split search looks at (SketchBoost)."""

@@ -31,7 +31,7 @@ from comp import atomic
 from comp.data.competition import Table
 from comp.errors import CompError
 from comp.models._base import FoldContext, Model, RunSetup, expand_columns
-from comp.typed import Params, param
+from comp.typed import Params, Tune, param
 
 
 @dataclass
@@ -40,7 +40,7 @@ class EmbedParams(Params):
     """A text encoder: a name from `comp weights`, a local folder or a hub name."""
     image_backbone: str | None = None
     """A timm model with pretrained weights (`comp weights`, timm's cache, the hub)."""
-    max_len: int = param(128, ge=8)
+    max_len: int = param(128, ge=8, tune=Tune(choices=(64, 128, 256)))
     pooling: Literal["auto", "mean", "cls"] = "auto"
     """As in bert: auto takes the encoder's own sentence-transformers pooling."""
     image_size: int | None = param(None, ge=8)

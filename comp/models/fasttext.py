@@ -11,7 +11,7 @@ import numpy as np
 from comp.data.competition import Table
 from comp.errors import CompError
 from comp.models._base import FoldContext, Model
-from comp.typed import Params, param
+from comp.typed import Params, Tune, param
 
 _NON_WORD = re.compile(r"[^\w]+")
 
@@ -24,10 +24,10 @@ def fasttext_tokens(text: str) -> str:
 
 @dataclass
 class FastTextParams(Params):
-    epoch: int = param(25, ge=1)
-    lr: float = param(0.5, gt=0)
-    wordNgrams: int = param(2, ge=1, le=5)
-    dim: int = param(100, ge=1, le=2048)
+    epoch: int = param(25, ge=1, tune=Tune(5, 50))
+    lr: float = param(0.5, gt=0, tune=Tune(0.05, 1.0, log=True))
+    wordNgrams: int = param(2, ge=1, le=5, tune=Tune(1, 3))
+    dim: int = param(100, ge=1, le=2048, tune=Tune(choices=(50, 100, 200)))
     minCount: int = param(1, ge=1)
     minn: int = param(0, ge=0)
     maxn: int = param(0, ge=0)

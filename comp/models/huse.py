@@ -56,7 +56,7 @@ from comp.models._vision import (
     count_bad_images,
     transforms,
 )
-from comp.typed import param
+from comp.typed import Tune, param
 
 CLASS_DISTANCE_FILE = "class_distance.npy"
 
@@ -78,13 +78,13 @@ class HuseParams(TextEncoderParams, TrainParams):
     """Size of each tower's embedding (and of the classifier's hidden layer)."""
     shop_dim: int = param(10, ge=0)
     """Size of the shop embedding; 0: none."""
-    dropout: float = param(0.2, ge=0, lt=1)
+    dropout: float = param(0.2, ge=0, lt=1, tune=Tune(0.0, 0.5))
     w_class: float = param(1.0, ge=0)
-    w_sem: float = param(0.3, ge=0)
-    w_gap: float = param(0.05, ge=0)
+    w_sem: float = param(0.3, ge=0, tune=Tune(0.0, 1.0))
+    w_gap: float = param(0.05, ge=0, tune=Tune(0.0, 0.2))
     """Small by default: towers trained from scratch pulled hard together cost held-out F1 on
     the demo (fold 0, 3 epochs: w_gap=0.3 0.689, w_gap=0 0.733); raise it for pretrained towers."""
-    margin: float = param(0.7, gt=0, le=2)
+    margin: float = param(0.7, gt=0, le=2, tune=Tune(0.3, 1.2))
     """A cosine distance: L_sem only looks at pairs whose class distance and embedding
     distance are below it."""
     sem_encoder: str = "tfidf"

@@ -36,12 +36,12 @@ from comp.models._vision import (
     count_bad_images,
     transforms,
 )
-from comp.typed import param
+from comp.typed import Tune, param
 
 
 @dataclass
 class ImageParams(BackboneParams, TrainParams):
-    dropout: float = param(0.2, ge=0, lt=1)
+    dropout: float = param(0.2, ge=0, lt=1, tune=Tune(0.0, 0.5))
     emb_dim: int = param(0, ge=0)
     """Size of the stored embedding: 0 keeps the backbone's pooled feature size."""
     tta: bool = False

@@ -26,16 +26,16 @@ from comp.errors import CompError
 from comp.models._base import FoldContext
 from comp.models._features import FeatureMatrix, FeatureParams, FoldFeatures, SecondLevelModel
 from comp.models._training import FoldData, FoldModule, NeuralModel, Trainer, TrainParams
-from comp.typed import param
+from comp.typed import Tune, param
 
 
 @dataclass
 class TabnnParams(FeatureParams, TrainParams):
     arch: Literal["mlp", "resnet", "ftt"] = "mlp"
-    n_blocks: int = param(2, ge=1)
-    d_block: int = param(128, ge=1)
+    n_blocks: int = param(2, ge=1, tune=Tune(1, 4))
+    d_block: int = param(128, ge=1, tune=Tune(choices=(64, 128, 256)))
     """Block width (FT-Transformer: the token size, a multiple of `heads`)."""
-    dropout: float = param(0.1, ge=0, lt=1)
+    dropout: float = param(0.1, ge=0, lt=1, tune=Tune(0.0, 0.5))
     heads: int = param(8, ge=1)
     """FT-Transformer attention heads."""
     categorical_dim: int = param(16, ge=1)

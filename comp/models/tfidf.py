@@ -15,19 +15,19 @@ import scipy.sparse as sp
 from comp.data.competition import Table
 from comp.errors import CompError
 from comp.models._base import FoldContext, Model, expand_columns
-from comp.typed import Params, param
+from comp.typed import Params, Tune, param
 
 
 @dataclass
 class TfidfParams(Params):
-    word_ngrams: int = param(2, ge=1, le=5)
+    word_ngrams: int = param(2, ge=1, le=5, tune=Tune(1, 3))
     char_min: int = param(2, ge=1)
-    char_max: int = param(5, ge=0, le=10)
+    char_max: int = param(5, ge=0, le=10, tune=Tune(choices=(0, 4, 5, 6)))
     """0 disables the character vectoriser."""
     max_features: int = param(200_000, ge=1)
-    min_df: int = param(2, ge=1)
+    min_df: int = param(2, ge=1, tune=Tune(1, 5))
     classifier: Literal["logreg", "sgd"] = "logreg"
-    C: float = param(10.0, gt=0)
+    C: float = param(10.0, gt=0, tune=Tune(0.1, 100, log=True))
     """Inverse regularisation strength."""
     max_iter: int = param(300, ge=1)
 

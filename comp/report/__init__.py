@@ -81,7 +81,38 @@ class _Report:
             Section("correlation", "Correlation of OOF predictions", self._correlation(done)),
             Section("blends", "Blends", self._blends(done)),
             Section("submissions", "Submissions", self._submissions()),
+            Section("studies", "Tuning studies", self._studies()),
         ]
+
+    def _studies(self) -> str:
+        from comp.tune import studies
+
+        names = studies(self.project)
+        if not names:
+            return note("No tuning study yet: `comp tune MODEL --trials N` starts one.")
+        from comp.tune import summarize
+
+        body = ""
+        for name in names:
+            summary = summarize(self.project, name)
+            best = summary.best
+            counts = {s: sum(t.state == s for t in summary.trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+            body += heading(f"{name} ({summary.model}, {summary.direction} {summary.metric})")
+            found = f"trial {best.number} ({fmt(best.value)}, run {best.run_id})" if best else "none yet"
+            body += note(f"{len(summary.trials)} trials: {counts['COMPLETE']} finished, "
+                         f"{counts['PRUNED']} pruned, {counts['FAIL']} failed; best: {found}")
+            # a pruned trial's value is its last fold's score (Optuna keeps the last report)
+            trials = summary.trials
+            figure = plots.study_history([t.number for t in trials], [t.value for t in trials],
+                                         [t.state == "PRUNED" for t in trials], summary.metric,
+                                         summary.direction == "maximize")
+            body += image(plots.data_uri(figure), f"trials of study {name}")
+            if summary.importances:
+                figure = plots.importances(list(summary.importances), list(summary.importances.values()))
+                body += image(plots.data_uri(figure), f"parameter importances of study {name}")
+            if best:
+                body += table(("parameter", "best value"), sorted(best.params.items()))
+        return body
 
     def _leaderboard(self) -> str:
         if not self.entries:

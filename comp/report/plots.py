@@ -147,3 +147,38 @@ def fold_bars(fold_scores: Sequence[float | None], cv_score: float | None, metri
     axes.set_xlabel("fold")
     axes.set_ylabel(metric)
     return figure
+
+
+def study_history(numbers: Sequence[int], values: Sequence[float | None], pruned: Sequence[bool],
+                  metric: str, maximize: bool) -> Figure:
+    """A tuning study's trials in order: finished ones as dots with the best so far as a
+    line, pruned ones as crosses at their last reported fold score."""
+    figure = Figure(layout="constrained", figsize=(WIDTH * 0.6, WIDTH * 0.35))
+    axes = figure.subplots()
+    finished = [(n, v) for n, v, p in zip(numbers, values, pruned, strict=True) if v is not None and not p]
+    stopped = [(n, v) for n, v, p in zip(numbers, values, pruned, strict=True) if v is not None and p]
+    if finished:
+        xs, ys = zip(*finished, strict=True)
+        axes.plot(xs, ys, "o", color="tab:blue", label="finished")
+        best = np.maximum.accumulate(ys) if maximize else np.minimum.accumulate(ys)
+        axes.step(xs, best, where="post", color="tab:red", label="best so far")
+    if stopped:
+        xs, ys = zip(*stopped, strict=True)
+        axes.plot(xs, ys, "x", color="tab:gray", label="pruned (last fold)")
+    axes.set_xlabel("trial")
+    axes.set_ylabel(f"CV {metric}")
+    axes.grid(alpha=0.3)
+    if finished or stopped:
+        axes.legend(fontsize=8)
+    return figure
+
+
+def importances(names: Sequence[str], values: Sequence[float]) -> Figure:
+    """fANOVA parameter importances of a study, largest at the top."""
+    figure = Figure(layout="constrained", figsize=(WIDTH * 0.5, 0.8 + max(1.4, 0.3 * len(names))))
+    axes = figure.subplots()
+    rows = np.arange(len(names))[::-1]
+    axes.barh(rows, values, color="tab:purple")
+    axes.set_yticks(rows, names, fontsize=8)
+    axes.set_xlabel("importance (fANOVA)")
+    return figure

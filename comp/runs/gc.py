@@ -3,7 +3,8 @@
 Leftovers are: temporary files of writes whose process is gone, run folders without a
 run.json (a blend or import killed before its record), failed runs and, opt-in, finished
 runs made on other folds or data (`stale`). A run that is done (on the current folds and
-data) or in use (a process holds one of its locks) is never a leftover.
+data) or in use (a process holds one of its locks), and the tuning studies, are never
+leftovers.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def leftovers(project: Project, stale: bool = False) -> list[Leftover]:
     records, _ = store.scan()
     by_id = {record.id: record for record in records}
     for folder in sorted(p for p in store.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if _in_use(folder):
+        if _in_use(folder) or folder == store.studies:
             continue
         record = by_id.get(folder.name)
         if not (folder / "run.json").exists():

@@ -16,7 +16,8 @@ from comp.data.competition import Competition, read_frame
 from comp.errors import CompError
 from comp.names import plain_name
 from comp.project import Project
-from comp.runs.runner import checked_proba, store_precomputed_run
+from comp.runs.fold import checked_proba
+from comp.runs.runner import store_precomputed_run
 from comp.runs.store import RunRecord
 
 PROBABILITY_TOLERANCE = 1e-3  # how far a row's sum may be from one

@@ -13,7 +13,7 @@ from comp.runs.store import RunRecord, RunStore
 @dataclass(frozen=True)
 class Entry:
     record: RunRecord
-    state: str  # done | running | partial k/n | failed | stale (other folds or data) | corrupt
+    state: str  # done | running | partial k/n | pruned k/n | failed | stale (other folds or data) | corrupt
 
     def row(self) -> dict[str, Any]:
         r = self.record
@@ -55,6 +55,8 @@ def _unreadable(run_id: str) -> RunRecord:
 def _state(store: RunStore, record: RunRecord, folds: str | None, data: str | None) -> str:
     if record.folds_hash != folds or record.data_hash != data:
         return "stale"
+    if record.status == "failed" and record.details.get("pruned"):
+        return f"pruned {len(record.folds_done)}/{record.n_folds}"  # a tuning trial stopped early
     if record.status != "running":
         return record.status
     if any(store.fold_in_progress(record.id, k) for k in range(record.n_folds)):

@@ -53,3 +53,46 @@ class StoredParents:
         if array is None:
             raise CompError(f"run {run_id} has no {name} for fold {fold}")
         return array
+
+    def snapshot(self, run_ids: list[str], n_folds: int) -> ParentArrays:
+        """Every array of these runs, in memory: what a worker without the run store reads."""
+        arrays: dict[tuple, np.ndarray] = {}
+        for run_id in run_ids:
+            for name in RUN_ARRAYS:
+                if self.has(run_id, name):
+                    arrays[run_id, name] = np.asarray(self._store.array(run_id, name))
+            for fold in range(n_folds):
+                for name in FOLD_ARRAYS:
+                    array = self._store.fold_array(run_id, fold, name)
+                    if array is not None:
+                        arrays[run_id, fold, name] = array
+        return ParentArrays(arrays)
+
+
+RUN_ARRAYS = ("oof", "test", "emb_oof", "emb_test")
+FOLD_ARRAYS = ("valid", "test", "emb_valid", "emb_test")
+
+
+class ParentArrays:
+    """`ParentRuns` over arrays taken from the store by the driver (`StoredParents.snapshot`):
+    the runs it holds are the ones the model was pinned to, so `resolve` knows only their ids."""
+
+    def __init__(self, arrays: dict[tuple, np.ndarray]):
+        self._arrays = arrays
+        self._ids = {key[0] for key in arrays}
+
+    def resolve(self, ref: str) -> str:
+        if ref not in self._ids:
+            raise CompError(f"run {ref!r} was not shipped with this fold")
+        return ref
+
+    def has(self, run_id: str, name: str) -> bool:
+        return (run_id, name) in self._arrays
+
+    def array(self, run_id: str, name: str) -> np.ndarray:
+        return self._arrays[run_id, name]
+
+    def fold_array(self, run_id: str, fold: int, name: str) -> np.ndarray:
+        if (run_id, fold, name) not in self._arrays:
+            raise CompError(f"run {run_id} has no {name} for fold {fold}")
+        return self._arrays[run_id, fold, name]

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import random
 import subprocess
-import sys
-import time
-import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ import numpy as np
 
 from comp import __version__, atomic
 from comp.clock import now
+from comp.data.config import ExecutorConfig
 from comp.errors import CompError
 from comp.metrics import METRICS, score_all
 from comp.models import create_model
@@ -32,8 +30,10 @@ from comp.names import plain_name
 from comp.progress import Reporter
 from comp.project import Project
 from comp.runs.distributed import Processes
+from comp.runs.fold import FoldData, FoldFailure, FoldJob, FoldResult, checked_proba, train_fold
 from comp.runs.parents import StoredParents, check_run_matches
-from comp.runs.store import FoldOutput, RunRecord, RunStore
+from comp.runs.ray_executor import RayExecutor, WorkerLost
+from comp.runs.store import STUDIES, FoldOutput, RunRecord, RunStore
 
 
 @dataclass(frozen=True)
@@ -44,50 +44,89 @@ class RunRequest:
     name: str | None = None
     run_id: str | None = None  # join or create a run with this id (distributed folds)
     seed: int | None = None  # default: the competition's cv.seed
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. a tuning trial's study
 
 
-def start_run(project: Project, request: RunRequest, reporter: Reporter) -> RunRecord:
-    """A new run (or the run `request.run_id`, joined), trained on the requested folds."""
+FoldCallback = Callable[[RunRecord, int, float], "str | None"]
+"""Called as each fold lands with the run, the fold and its score; a reason to stop (a
+pruned tuning trial) stops the run: the folds not landed are not trained, and run.json
+says "failed" with the reason as its error and as details["pruned"], never "done"."""
+
+
+def start_run(project: Project, request: RunRequest, reporter: Reporter,
+              executor: ExecutorConfig | None = None, on_fold: FoldCallback | None = None) -> RunRecord:
+    """A new run (or the run `request.run_id`, joined), trained on the requested folds, here
+    or on the executor (default: comp.toml's [executor])."""
+    wanted, model = checked_request(project, request)
+    processes = Processes.from_env()
+    with open_executor(executor or project.config.executor, processes) as pool:
+        record_id = None
+        if processes.is_main:
+            record_id = create_or_join(project, model, request).id
+        record = project.store.load(processes.share(record_id))
+        try:
+            return FoldLoop(project, record, reporter, processes, on_fold).train(wanted, pool)
+        finally:
+            processes.close()
+
+
+def checked_request(project: Project, request: RunRequest) -> tuple[list[int], Model]:
+    """The folds and the prepared model of a request; everything a request can get wrong
+    fails here, before a run exists."""
     model = create_model(request.model, request.params)  # bad --set fails before any work
     if request.name is not None:
         plain_name(request.name, "--name")
     if request.run_id is not None:
         plain_name(request.run_id, "--run-id")
-    folds = project.folds
-    wanted = parse_folds(request.folds, folds.n_folds)
+        if request.run_id == STUDIES:
+            raise CompError(f"--run-id {STUDIES} is where comp tune keeps its studies: choose another")
+    wanted = parse_folds(request.folds, project.folds.n_folds)
     if request.seed is not None and request.seed < 0:
         raise CompError(f"--seed must be 0 or more, got {request.seed}")
     model.prepare(RunSetup(train=project.competition.train, parents=_parents(project),
                            weights=project.weights))
-    processes = Processes.from_env()
-    record_id = None
-    if processes.is_main:
-        record_id = _create_or_join(project, model, request).id
-    record = project.store.load(processes.share(record_id))
-    try:
-        return FoldLoop(project, record, reporter, processes).train(wanted)
-    finally:
-        processes.close()
+    return wanted, model
 
 
-def resume_run(project: Project, ref: str, fold_spec: str, reporter: Reporter) -> RunRecord:
+def resume_run(project: Project, ref: str, fold_spec: str, reporter: Reporter,
+               executor: ExecutorConfig | None = None) -> RunRecord:
     """Train the folds of an existing run that are not done yet."""
     record = project.store.resolve(ref)
     if record.model in {"blend", "import"}:
         raise CompError(f"run {record.id} was not trained by comp run: nothing to resume")
     wanted = parse_folds(fold_spec, project.folds.n_folds)
     processes = Processes.from_env()
+    with open_executor(executor or project.config.executor, processes) as pool:
+        try:
+            return FoldLoop(project, record, reporter, processes).train(wanted, pool)
+        finally:
+            processes.close()
+
+
+@contextlib.contextmanager
+def open_executor(config: ExecutorConfig, processes: Processes) -> Iterator[RayExecutor | None]:
+    """None for `local` (folds train in this process); a connected Ray executor, its
+    resources checked, for `ray`."""
+    if config.kind == "local":
+        yield None
+        return
+    if processes.world_size > 1:
+        raise CompError("--executor ray dispatches folds from one driver: do not start it under "
+                        "accelerate launch or torchrun (ask for GPUs with --gpus-per-fold)")
+    from comp.runs.ray_executor import RayExecutor
+
+    executor = RayExecutor(config)
     try:
-        return FoldLoop(project, record, reporter, processes).train(wanted)
+        yield executor
     finally:
-        processes.close()
+        executor.close()
 
 
 def _parents(project: Project) -> StoredParents:
     return StoredParents(project.store, project.competition, project.folds)
 
 
-def _create_or_join(project: Project, model: Model, request: RunRequest) -> RunRecord:
+def create_or_join(project: Project, model: Model, request: RunRequest) -> RunRecord:
     """The run `request.run_id` when it exists with the same model and parameters (checked
     under its lock, so two processes starting it together agree), else a new run."""
     store, competition, folds = project.store, project.competition, project.folds
@@ -100,7 +139,7 @@ def _create_or_join(project: Project, model: Model, request: RunRequest) -> RunR
         metric=competition.config.cv.metric, cv_score=None, fold_scores=[None] * folds.n_folds,
         classes=competition.classes, parents=model.parents(), n_folds=folds.n_folds,
         seed=competition.config.cv.seed if request.seed is None else request.seed,
-        version=__version__, git_commit=_git_commit(project.workspace.root),
+        version=__version__, git_commit=_git_commit(project.workspace.root), details=request.details,
     )
     with store.locked(run_id):
         if not store.exists(run_id):
@@ -114,81 +153,146 @@ def _create_or_join(project: Project, model: Model, request: RunRequest) -> RunR
 
 
 class FoldLoop:
-    """Trains the folds of one run that are not done yet, one after another."""
+    """Trains the folds of one run that are not done yet: here, one after another, or on
+    an executor, all at once; either way this process alone writes what they made."""
 
-    def __init__(self, project: Project, record: RunRecord, reporter: Reporter, processes: Processes):
-        self.project, self.record, self.reporter, self.processes = project, record, reporter, processes
+    def __init__(self, project: Project, record: RunRecord, reporter: Reporter,
+                 processes: Processes | None = None, on_fold: FoldCallback | None = None):
+        self.project, self.record, self.reporter = project, record, reporter
+        self.processes = processes or Processes()
+        self.on_fold = on_fold
         self.store: RunStore = project.store
+        self.stopped: str | None = None  # why on_fold stopped the run
+        self.error: CompError | None = None  # a fold failed
+        self._claims = contextlib.ExitStack()
 
-    def train(self, wanted: list[int]) -> RunRecord:
+    def train(self, wanted: list[int], executor: RayExecutor | None = None) -> RunRecord:
         store, record, processes = self.store, self.record, self.processes
-        check_run_matches(record, self.project.competition, self.project.folds, finished=False)
-        todo = [k for k in wanted if not store.fold_done(record.id, k)]
-        if todo and processes.is_main:
-            self._set_status("running", error=None)
+        todo = self.start(wanted)
+        if executor is None:
+            self._train_here(todo)
+        else:
+            dispatch = Dispatch(executor, self.reporter)
+            dispatch.add(self, todo)
+            dispatch.run()
+            if self.error is not None:
+                raise self.error
+        if processes.is_main:
+            self.assemble_if_complete()
+            if self.stopped:
+                self.mark("failed", error=self.stopped, pruned=self.stopped)
+        processes.share(None)  # the others read run.json only once the main process wrote it
+        return store.load(record.id)
+
+    def start(self, wanted: list[int]) -> list[int]:
+        """The wanted folds not done yet; the run is marked running if there are any."""
+        check_run_matches(self.record, self.project.competition, self.project.folds, finished=False)
+        todo = [k for k in wanted if not self.store.fold_done(self.record.id, k)]
+        if todo and self.processes.is_main:
+            self.mark("running", error=None)
+        return todo
+
+    def _train_here(self, todo: list[int]) -> None:
+        store, record, processes = self.store, self.record, self.processes
+        data = self.data()
         for k in self.reporter.track(todo, f"{record.id} folds"):
             lock = store.fold_lock(record.id, k) if processes.is_main else contextlib.nullcontext(True)
             with lock as taken:
                 go = processes.share(bool(taken) and not store.fold_done(record.id, k))
                 if not go:
-                    if processes.is_main and not store.fold_done(record.id, k):
-                        self.reporter.log(f"fold {k} of {record.id} is being trained by another "
-                                          "process: skipped")
+                    if processes.is_main:
+                        self._say_skipped(k)
                     continue
-                self._train_fold(k)
-            if processes.is_main:
-                self._assemble_if_complete()
-        if processes.is_main:
-            self._assemble_if_complete()
-        processes.share(None)  # the others read run.json only once the main process wrote it
-        return store.load(record.id)
+                try:
+                    outcome = train_fold(self.job(k), data, self.reporter)
+                except KeyboardInterrupt:
+                    if processes.is_main:
+                        self.mark("failed", error=f"interrupted during fold {k}")
+                    raise
+                if not processes.is_main:
+                    if isinstance(outcome, FoldFailure):
+                        raise CompError(outcome.message)
+                    continue
+                self.land(outcome)
+            if self.error is not None:
+                raise self.error
+            if self.stopped:
+                return
+            self.assemble_if_complete()
 
-    def _train_fold(self, k: int) -> None:
-        record, processes, competition = self.record, self.processes, self.project.competition
-        folds = self.project.folds
-        seed = record.seed + k
-        seed_everything(seed)
-        model = create_model(record.model, record.params)
-        ctx = fold_context(self.project, fold=k, seed=seed, workdir=self.store.fold_dir(record.id, k),
-                           run_workdir=self.store.run_dir(record.id), reporter=self.reporter)
-        train_rows, valid_rows = folds.training(k), folds.held_out(k)
-        started = time.perf_counter()
-        try:
-            output = fit_predict(model, competition.train, train_rows, valid_rows, competition.test, ctx)
-        except KeyboardInterrupt:
-            if processes.is_main:
-                self._set_status("failed", error=f"interrupted during fold {k}")
-            raise
-        except CompError as error:
-            if processes.is_main:
-                self._set_status("failed", error=f"fold {k}: {error}")
-            raise
-        except Exception as error:  # noqa: BLE001 - a model crash becomes one sentence + a file
-            trace = ctx.workdir / "error.txt"
-            message = f"fold {k} of run {record.id} failed: {type(error).__name__}: {error}"
-            if processes.is_main:
-                atomic.write_text(trace, traceback.format_exc())
-                self._set_status("failed", error=message)
-            raise CompError(f"{message} (traceback in {trace})") from None
-        if not processes.is_main:
+    def claim(self, todo: list[int]) -> list[int]:
+        """Take the locks of the folds in `todo` that no other process is training; they are
+        held until the fold lands (or the run stops)."""
+        claimed = []
+        for k in todo:
+            taken = self._claims.enter_context(self.store.fold_lock(self.record.id, k))
+            if taken and not self.store.fold_done(self.record.id, k):
+                claimed.append(k)
+            else:
+                self._say_skipped(k)
+        return claimed
+
+    def _say_skipped(self, k: int) -> None:
+        if not self.store.fold_done(self.record.id, k):
+            self.reporter.log(f"fold {k} of {self.record.id} is being trained by another process: skipped")
+
+    def release(self) -> None:
+        self._claims.close()
+
+    def data(self) -> FoldData:
+        competition = self.project.competition
+        return FoldData(train=competition.train, test=competition.test, corpus=competition.corpus,
+                        parents=_parents(self.project))
+
+    def job(self, k: int) -> FoldJob:
+        folds, record, competition = self.project.folds, self.record, self.project.competition
+        return FoldJob(
+            run_id=record.id, model=record.model, params=record.params, fold=k, seed=record.seed + k,
+            train_rows=folds.training(k), valid_rows=folds.held_out(k), classes=competition.classes,
+            class_names=competition.class_names, data_hash=competition.data_hash,
+            workdir=self.store.fold_dir(record.id, k), run_workdir=self.store.run_dir(record.id),
+            cache=self.project.workspace.cache, user_root=self.project.workspace.root,
+            weights=self.project.weights,
+        )
+
+    def land(self, outcome: FoldResult | FoldFailure, retries: int = 0) -> None:
+        """Write a fold's outputs (or record its failure in run.json, with the traceback in
+        the fold's error.txt); then ask `on_fold` whether to go on."""
+        record, competition = self.record, self.project.competition
+        k = outcome.fold
+        if isinstance(outcome, FoldFailure):
+            message = outcome.message
+            if outcome.traceback is not None:
+                trace = self.store.fold_dir(record.id, k) / "error.txt"
+                atomic.write_text(trace, outcome.traceback)
+                message = f"{message} (traceback in {trace})"
+            self.mark("failed", error=outcome.message)
+            self.error = CompError(message)
             return
-        scores = score_all(competition.y[valid_rows], output.valid_proba)
+        valid_rows = self.project.folds.held_out(k)
+        scores = score_all(competition.y[valid_rows], outcome.output.valid_proba)
+        stats = dict(outcome.stats)
+        if retries:
+            stats["worker_retries"] = retries
         meta = {
             "fold": k,
             "score": scores[record.metric],
             "scores": scores,
-            "duration_s": round(time.perf_counter() - started, 3),
-            "n_train": len(train_rows),
+            "duration_s": outcome.duration_s,
+            "n_train": len(self.project.folds.training(k)),
             "n_valid": len(valid_rows),
-            "seed": seed,
-            "world_size": processes.world_size,
+            "seed": record.seed + k,
+            "world_size": self.processes.world_size,
             "finished_at": now(),
-            "stats": ctx.stats,
+            "stats": stats,
+            **({"placement": outcome.placement} if outcome.placement else {}),
         }
-        self.store.write_fold(record.id, k, output, meta)
+        self.store.write_fold(record.id, k, outcome.output, meta)
         self.reporter.log(f"fold {k}: {record.metric} {meta['score']:.4f} ({meta['duration_s']:.1f}s)")
+        if self.on_fold is not None:
+            self.stopped = self.on_fold(record, k, meta["score"])
 
-    def _assemble_if_complete(self) -> RunRecord:
+    def assemble_if_complete(self) -> RunRecord:
         """Refresh run.json from the folds on disk; when all are done, write oof/test and score."""
         store, run_id, folds = self.store, self.record.id, self.project.folds
         competition = self.project.competition
@@ -206,62 +310,119 @@ class FoldLoop:
             store.save(record)
             return record
 
-    def _set_status(self, status: str, error: str | None) -> None:
+    def mark(self, status: str, error: str | None, **details: Any) -> None:
+        """Set the run's status (unless it is done) and merge `details` into run.json."""
         with self.store.locked(self.record.id):
             record = self.store.load(self.record.id)
             if record.status != "done":
                 record.status, record.error = status, error
+                record.details.update(details)
                 self.store.save(record)
+
+
+class Dispatch:
+    """The folds of one or more runs in flight on an executor at once. Each result is
+    landed by its run's FoldLoop as it arrives, so a driver killed midway leaves every fold
+    that came back; a fold whose worker died is sent again, at most `max_retries` times."""
+
+    def __init__(self, executor: RayExecutor, reporter: Reporter):
+        self.executor, self.reporter = executor, reporter
+        self._inflight: dict[Any, tuple[FoldLoop, int]] = {}
+        self._data: dict[str, Any] = {}  # run id → its FoldData in the object store
+        self._retries: dict[tuple[str, int], int] = {}
+        self._bars: dict[str, int] = {}
+
+    def add(self, loop: FoldLoop, todo: list[int]) -> None:
+        """Claim and submit the folds in `todo` of `loop`'s run."""
+        run_id = loop.record.id
+        claimed = loop.claim(todo)
+        if not claimed:
+            loop.release()
+            return
+        data = loop.data()
+        data = FoldData(data.train, data.test, data.corpus,
+                        data.parents.snapshot(loop.record.parents, loop.project.folds.n_folds))
+        self._data[run_id] = self.executor.ship(data)
+        self._bars[run_id] = self.reporter.task(f"{run_id} folds", total=len(claimed))
+        for k in claimed:
+            self._submit(loop, k)
+
+    def _submit(self, loop: FoldLoop, k: int) -> None:
+        handle = self.executor.submit(loop.job(k), self._data[loop.record.id])
+        self._inflight[handle] = (loop, k)
+
+    def busy(self) -> bool:
+        return bool(self._inflight)
+
+    def holds(self, loop: FoldLoop) -> bool:
+        """Whether folds of `loop`'s run are in flight."""
+        return any(other is loop for other, _ in self._inflight.values())
+
+    def run(self) -> None:
+        while self.busy():
+            self.next()
+
+    def next(self) -> FoldLoop | None:
+        """Wait for one fold and land it; the run, when that was the last of its folds in
+        flight (it is complete, failed or stopped), else None."""
+        try:
+            (handle, *_) = self.executor.wait(list(self._inflight))
+            loop, k = self._inflight.pop(handle)
+            outcome = self.executor.outcome(handle, k)
+        except KeyboardInterrupt:  # ^C or SIGTERM: what landed stays, the rest is marked
+            self._interrupted()
+            raise
+        key = (loop.record.id, k)
+        if isinstance(outcome, WorkerLost):
+            retries = self._retries.get(key, 0)
+            if retries < self.executor.config.max_retries and loop.error is None and not loop.stopped:
+                self._retries[key] = retries + 1
+                self.reporter.log(f"fold {k} of {loop.record.id}: worker lost ({outcome.reason}), "
+                                  f"training it again ({retries + 1}/{self.executor.config.max_retries})")
+                self._submit(loop, k)
+                return None
+            outcome = FoldFailure(k, f"fold {k}: its worker died {retries + 1} times ({outcome.reason})")
+        if loop.error is None and not loop.stopped:
+            loop.land(outcome, retries=self._retries.get(key, 0))
+            self.reporter.advance(self._bars[loop.record.id])
+            if loop.error is None and not loop.stopped:
+                loop.assemble_if_complete()
+        if loop.error is not None or loop.stopped:
+            self._cancel(loop)
+        if self.holds(loop):
+            return None
+        loop.release()
+        self.reporter.remove(self._bars.pop(loop.record.id))
+        self._data.pop(loop.record.id, None)
+        return loop
+
+    def _interrupted(self) -> None:
+        for handle, (loop, k) in list(self._inflight.items()):
+            self.executor.cancel(handle)
+            loop.mark("failed", error=f"interrupted during fold {k}")
+            loop.release()
+        self._inflight.clear()
+
+    def _cancel(self, loop: FoldLoop) -> None:
+        for handle, (other, _) in list(self._inflight.items()):
+            if other is loop:
+                self.executor.cancel(handle)
 
 
 def fold_context(project: Project, *, fold: int, seed: int, workdir: Path, run_workdir: Path,
                  reporter: Reporter) -> FoldContext:
     """What a model sees of the project while it trains one fold."""
     competition = project.competition
-    return FoldContext(
-        fold=fold, seed=seed, classes=competition.classes, class_names=competition.class_names,
-        workdir=workdir, run_workdir=run_workdir, cache=project.workspace.cache,
-        corpus=competition.corpus, data_hash=competition.data_hash, parents=_parents(project),
-        reporter=reporter, user_root=project.workspace.root, weights=project.weights,
+    job = FoldJob(
+        run_id="", model="", params={}, fold=fold, seed=seed, train_rows=project.folds.training(fold),
+        valid_rows=project.folds.held_out(fold), classes=competition.classes,
+        class_names=competition.class_names, data_hash=competition.data_hash, workdir=workdir,
+        run_workdir=run_workdir, cache=project.workspace.cache, user_root=project.workspace.root,
+        weights=project.weights,
     )
-
-
-def fit_predict(model: Model, train, train_rows: np.ndarray, valid_rows: np.ndarray, test,
-                ctx: FoldContext) -> FoldOutput:
-    """One fold: fit on `train_rows`, predict the held-out rows and the test table."""
-    valid = train.take(valid_rows)
-    model.fit(train=train.take(train_rows), valid=valid, ctx=ctx)
-    n_classes = ctx.n_classes
-    valid_proba, valid_emb = model.predict_with_embedding(valid)
-    test_proba, test_emb = model.predict_with_embedding(test)
-    return FoldOutput(
-        valid_proba=checked_proba(valid_proba, len(valid_rows), n_classes),
-        test_proba=checked_proba(test_proba, len(test), n_classes),
-        valid_emb=_checked_embedding(valid_emb, len(valid_rows)),
-        test_emb=_checked_embedding(test_emb, len(test)),
-    )
-
-
-def checked_proba(proba: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray:
-    """Rows normalised to sum to one, as float32; a model bug becomes a clear error."""
-    proba = np.asarray(proba, dtype=np.float64)
-    if proba.shape != (n_rows, n_classes):
-        raise ValueError(f"expected probabilities of shape {(n_rows, n_classes)}, got {proba.shape}")
-    if not np.isfinite(proba).all() or (proba < 0).any():
-        raise ValueError("probabilities contain NaN, infinite or negative values")
-    sums = proba.sum(axis=1, keepdims=True)
-    if (sums <= 0).any():
-        raise ValueError(f"{int((sums <= 0).sum())} rows of probabilities are all zero")
-    return (proba / sums).astype(np.float32)
-
-
-def _checked_embedding(embedding: np.ndarray | None, n_rows: int) -> np.ndarray | None:
-    if embedding is None:
-        return None
-    embedding = np.asarray(embedding, dtype=np.float32)
-    if embedding.ndim != 2 or len(embedding) != n_rows or not np.isfinite(embedding).all():
-        raise ValueError(f"embeddings must be finite and of shape ({n_rows}, dim)")
-    return embedding
+    data = FoldData(train=competition.train, test=competition.test, corpus=competition.corpus,
+                    parents=_parents(project))
+    return job.context(data, reporter)
 
 
 def _mark_done(record: RunRecord, y: np.ndarray, oof: np.ndarray) -> None:
@@ -270,6 +431,7 @@ def _mark_done(record: RunRecord, y: np.ndarray, oof: np.ndarray) -> None:
     fold_scores = np.array(record.fold_scores, dtype=float)
     record.fold_mean, record.fold_std = float(fold_scores.mean()), float(fold_scores.std())
     record.status, record.error, record.finished_at = "done", None, now()
+    record.details.pop("pruned", None)  # a pruned trial resumed to the end is a finished run
 
 
 def store_precomputed_run(
@@ -332,15 +494,6 @@ def parse_folds(fold_spec: str, n_folds: int) -> list[int]:
     if not 0 <= fold < n_folds:
         raise CompError(f"--fold {fold} is out of range: the folds are 0..{n_folds - 1}")
     return [fold]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed every RNG a model may use; torch only if a model already imported it."""
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - third-party libraries draw from the global RNG
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
 
 
 def _git_commit(root: Path) -> str | None:

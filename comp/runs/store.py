@@ -23,6 +23,7 @@ from comp.names import is_plain
 
 RUN_FILE = "run.json"
 FOLD_FILE = "fold.json"
+STUDIES = "studies"  # runs/studies/: `comp tune`'s journals, the one folder of runs/ that is no run
 
 
 @dataclass
@@ -85,6 +86,11 @@ class RunStore:
         if not is_plain(run_id):
             raise CompError(f"unknown run {run_id!r}: run ids are plain names (see `comp leaderboard`)")
         return self.root / run_id
+
+    @property
+    def studies(self) -> Path:
+        """Where `comp tune` keeps its studies."""
+        return self.root / STUDIES
 
     def fold_dir(self, run_id: str, fold: int) -> Path:
         return self.run_dir(run_id) / "folds" / str(fold)
