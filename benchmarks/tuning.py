@@ -43,9 +43,10 @@ def main() -> None:
         run(["init", "--demo", "--no-images", "--train-rows", str(args.train_rows)], workspace)
         run(["folds"], workspace)
         for pruner in ("none", "wilcoxon", "median"):
+            study_name = f"pruner_{pruner}"
             wall, _ = run(["tune", "tfidf", "--trials", str(args.trials), "--set", "char_max=0",
-                           "--pruner", pruner, "--study", pruner, "--seed", "0"], workspace)
-            study = json.loads(run(["tune", "--show", pruner, "--json"], workspace)[1])
+                           "--pruner", pruner, "--study", study_name, "--seed", "0"], workspace)
+            study = json.loads(run(["tune", "--show", study_name, "--json"], workspace)[1])
             trials = study["trials"]
             rows.append((pruner, wall, sum(t["folds"] for t in trials),
                          sum(t["state"] == "PRUNED" for t in trials), study["best"]["value"],

@@ -51,7 +51,11 @@ class RayExecutor:
             num_cpus=config.cpus_per_fold, num_gpus=config.gpus_per_fold,
             max_retries=0,  # retried by the driver, so each retry is counted in run.json
         )
-        self.driver_node = ray.get_runtime_context().get_node_id()
+        # Through Ray Client (ray://) this process is on no node of the cluster: every
+        # worker then keeps its scratch files to itself.
+        from ray.util.client import ray as client
+
+        self.driver_node = None if client.is_connected() else ray.get_runtime_context().get_node_id()
 
     def _connect(self) -> None:
         ray, address = self._ray, self.config.address
@@ -105,7 +109,7 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def _train_fold_task(job: FoldJob, data: FoldData, driver_node: str, cpus: int
+def _train_fold_task(job: FoldJob, data: FoldData, driver_node: str | None, cpus: int
                      ) -> FoldResult | FoldFailure:
     """Runs in a Ray worker. Scratch files (checkpoints, caches) go where the driver's are
     when the worker shares its machine, else to a temporary folder of the worker's."""
