@@ -150,11 +150,13 @@ def bare_context(scratch: Path, classes: list, reporter):
                        data_hash="none", parents=NoParents(), reporter=reporter, user_root=scratch)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> str:
-    """One local Ray cluster for the whole test run: 2 CPUs and 2 logical GPUs, so GPU
-    scheduling is tested without a GPU. This process is connected to it (library calls
-    use it as it is); CLI processes join it with `--address` (the returned address)."""
+    """One local Ray cluster for every Ray test (they all live in tests/test_scale.py, so
+    it is started once, and stopped before the rest of the suite rather than idling under
+    it): 2 CPUs and 2 logical GPUs, so GPU scheduling is tested without a GPU. This process
+    is connected to it (library calls use it as it is); CLI processes join it with
+    `--address` (the returned address)."""
     ray = pytest.importorskip("ray")
     context = ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
                        object_store_memory=200 * 2**20, configure_logging=False)

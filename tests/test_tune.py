@@ -79,7 +79,7 @@ def test_two_processes_share_a_study_and_never_run_the_same_trial(tiny):
         assert record.status == "done" and record.folds_done == list(range(5))
 
 
-def test_show_and_the_report_name_the_best_trial(tiny):
+def test_show_and_the_report_name_the_best_trial_and_gc_keeps_the_study(tiny):
     comp("tune", "tfidf", "--trials", "3", *WORDS_ONLY, "--pruner", "none", workspace=tiny)
     study = show(tiny, "tfidf")
     complete = [t for t in study["trials"] if t["state"] == "COMPLETE"]
@@ -91,6 +91,10 @@ def test_show_and_the_report_name_the_best_trial(tiny):
     page = build_report(Project.open(tiny)).read_text()
     assert "Tuning studies" in page and "trials of study tfidf" in page
     assert "parameter importances of study tfidf" in page
+    comp("gc", "--yes", "--stale", workspace=tiny)  # a study is never a leftover
+    assert len(show(tiny, "tfidf")["trials"]) == 3
+    one_clear_error(comp("run", "tfidf", "--run-id", "studies", workspace=tiny, check=False),
+                    "where comp tune keeps its studies")
 
 
 BAD_REQUESTS = [
@@ -151,12 +155,3 @@ def test_every_family_declares_a_search_space_its_params_accept(family):
         else:
             inside = searched.low <= default <= searched.high
         assert inside, f"{family} {name}: the default {default!r} is outside its tuning range"
-
-
-def test_gc_never_takes_a_study(tiny):
-    comp("tune", "tfidf", "--trials", "2", *WORDS_ONLY, "--pruner", "none", workspace=tiny)
-    comp("gc", "--yes", "--stale", workspace=tiny)
-    assert (tiny / "runs" / "studies" / "tfidf.journal").exists()
-    assert len(show(tiny, "tfidf")["trials"]) == 2
-    one_clear_error(comp("run", "tfidf", "--run-id", "studies", workspace=tiny, check=False),
-                    "where comp tune keeps its studies")
