@@ -131,7 +131,7 @@ def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
     """
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
-    values = {_field_name(key): value for key, value in values.items()}
+    values = {field_name(key): value for key, value in values.items()}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         known = ", ".join(sorted(map(_written_name, fields)))
@@ -155,7 +155,8 @@ def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
         raise CompError(f"{where}: {error}") from None
 
 
-def _field_name(key: str) -> str:
+def field_name(key: str) -> str:
+    """The dataclass field a written key names (`from` → `from_`)."""
     return f"{key}_" if keyword.iskeyword(key) else key
 
 

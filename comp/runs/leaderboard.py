@@ -61,7 +61,10 @@ def _state(store: RunStore, record: RunRecord, folds: str | None, data: str | No
         return record.status
     if any(store.fold_in_progress(record.id, k) for k in range(record.n_folds)):
         return "running"
-    return f"partial {len(record.folds_done)}/{record.n_folds}"
+    # counted on disk: a process killed after writing a fold but before refreshing run.json
+    # leaves run.json's folds_done one behind
+    done = sum(store.fold_done(record.id, k) for k in range(record.n_folds))
+    return f"partial {done}/{record.n_folds}"
 
 
 def _rank(entry: Entry) -> tuple:

@@ -60,7 +60,7 @@ class StoredParents:
         for run_id in run_ids:
             for name in RUN_ARRAYS:
                 if self.has(run_id, name):
-                    arrays[run_id, name] = np.asarray(self._store.array(run_id, name))
+                    arrays[run_id, name] = self._store.array(run_id, name)
             for fold in range(n_folds):
                 for name in FOLD_ARRAYS:
                     array = self._store.fold_array(run_id, fold, name)

@@ -194,7 +194,7 @@ class FoldLoop:
 
     def _train_here(self, todo: list[int]) -> None:
         store, record, processes = self.store, self.record, self.processes
-        data = self.data()
+        data = fold_data(self.project)
         for k in self.reporter.track(todo, f"{record.id} folds"):
             lock = store.fold_lock(record.id, k) if processes.is_main else contextlib.nullcontext(True)
             with lock as taken:
@@ -239,21 +239,11 @@ class FoldLoop:
     def release(self) -> None:
         self._claims.close()
 
-    def data(self) -> FoldData:
-        competition = self.project.competition
-        return FoldData(train=competition.train, test=competition.test, corpus=competition.corpus,
-                        parents=_parents(self.project))
-
     def job(self, k: int) -> FoldJob:
-        folds, record, competition = self.project.folds, self.record, self.project.competition
-        return FoldJob(
-            run_id=record.id, model=record.model, params=record.params, fold=k, seed=record.seed + k,
-            train_rows=folds.training(k), valid_rows=folds.held_out(k), classes=competition.classes,
-            class_names=competition.class_names, data_hash=competition.data_hash,
-            workdir=self.store.fold_dir(record.id, k), run_workdir=self.store.run_dir(record.id),
-            cache=self.project.workspace.cache, user_root=self.project.workspace.root,
-            weights=self.project.weights,
-        )
+        record = self.record
+        return fold_job(self.project, run_id=record.id, model=record.model, params=record.params, fold=k,
+                        seed=record.seed + k, workdir=self.store.fold_dir(record.id, k),
+                        run_workdir=self.store.run_dir(record.id))
 
     def land(self, outcome: FoldResult | FoldFailure, retries: int = 0) -> None:
         """Write a fold's outputs (or record its failure in run.json, with the traceback in
@@ -339,10 +329,9 @@ class Dispatch:
         if not claimed:
             loop.release()
             return
-        data = loop.data()
-        data = FoldData(data.train, data.test, data.corpus,
-                        data.parents.snapshot(loop.record.parents, loop.project.folds.n_folds))
-        self._data[run_id] = self.executor.ship(data)
+        data = fold_data(loop.project)
+        parents = data.parents.snapshot(loop.record.parents, loop.project.folds.n_folds)
+        self._data[run_id] = self.executor.ship(dataclasses.replace(data, parents=parents))
         self._bars[run_id] = self.reporter.task(f"{run_id} folds", total=len(claimed))
         for k in claimed:
             self._submit(loop, k)
@@ -412,17 +401,29 @@ class Dispatch:
 def fold_context(project: Project, *, fold: int, seed: int, workdir: Path, run_workdir: Path,
                  reporter: Reporter) -> FoldContext:
     """What a model sees of the project while it trains one fold."""
-    competition = project.competition
-    job = FoldJob(
-        run_id="", model="", params={}, fold=fold, seed=seed, train_rows=project.folds.training(fold),
-        valid_rows=project.folds.held_out(fold), classes=competition.classes,
+    job = fold_job(project, run_id="", model="", params={}, fold=fold, seed=seed, workdir=workdir,
+                   run_workdir=run_workdir)
+    return job.context(fold_data(project), reporter)
+
+
+def fold_job(project: Project, *, run_id: str, model: str, params: dict[str, Any], fold: int, seed: int,
+             workdir: Path, run_workdir: Path) -> FoldJob:
+    """Fold `fold` of the project's folds as a job, scratch files in `workdir`/`run_workdir`."""
+    competition, folds = project.competition, project.folds
+    return FoldJob(
+        run_id=run_id, model=model, params=params, fold=fold, seed=seed,
+        train_rows=folds.training(fold), valid_rows=folds.held_out(fold), classes=competition.classes,
         class_names=competition.class_names, data_hash=competition.data_hash, workdir=workdir,
         run_workdir=run_workdir, cache=project.workspace.cache, user_root=project.workspace.root,
         weights=project.weights,
     )
-    data = FoldData(train=competition.train, test=competition.test, corpus=competition.corpus,
+
+
+def fold_data(project: Project) -> FoldData:
+    """What every fold of a run on this project reads; parents straight from the store."""
+    competition = project.competition
+    return FoldData(train=competition.train, test=competition.test, corpus=competition.corpus,
                     parents=_parents(project))
-    return job.context(data, reporter)
 
 
 def _mark_done(record: RunRecord, y: np.ndarray, oof: np.ndarray) -> None:

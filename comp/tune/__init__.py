@@ -31,7 +31,7 @@ from comp.progress import Reporter
 from comp.project import Project
 from comp.runs.distributed import Processes
 from comp.runs.runner import RunRequest, open_executor, start_run
-from comp.typed import Params, Tune, build, param, tuning_space
+from comp.typed import Params, Tune, build, field_name, param, tuning_space
 
 Pruner = Literal["wilcoxon", "median", "none"]
 
@@ -121,7 +121,7 @@ def search_space(request: TuneRequest, user_root: Path) -> dict[str, Dimension]:
     for name, tune in declared.items():
         if name in request.pinned:
             continue
-        attribute = name + "_" if not hasattr(pinned, name) else name
+        attribute = field_name(name)
         if not hasattr(pinned, attribute):
             raise CompError(f"--space: {request.model} has no parameter {name!r}")
         problem = tune.problem()
